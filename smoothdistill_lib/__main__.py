@@ -1,0 +1,3 @@
+from smoothdistill_lib.cli import main
+
+raise SystemExit(main())

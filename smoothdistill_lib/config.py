@@ -1,0 +1,83 @@
+"""Run modes and paths: the one switch for run size, and where data and results live.
+
+``SMOOTHDISTILL_MODE`` = ``quick`` | ``demo`` | ``full`` selects a :class:`ModeSettings`. Every
+chapter and every command runs the same code path in every mode; only the sizes below change.
+
+``SMOOTHDISTILL_DATA`` is where datasets are looked for and downloaded (default
+``~/.cache/smoothdistill``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+MODES = ("quick", "demo", "full")
+DEFAULT_MODE = "demo"
+
+
+@dataclass(frozen=True)
+class ModeSettings:
+    """Sizes of a run. ``None`` means "everything"."""
+
+    name: str
+    epochs: int  # training epochs per run
+    n_seeds: int  # seeds per (method, dataset) in experiment grids
+    n_folds: int  # of the 5 K-folds, how many are trained (the split always has 5)
+    max_windows: int | None  # cap on windows per dataset (stratified subsample), None = all
+    batch_size: int = 64
+    # sleepsim size: subjects x seconds per posture (the paper: 24 subjects, ~60 s per posture)
+    sleepsim_subjects: int = 24
+    sleepsim_seconds: float = 60.0
+    # WISDM subjects used (None = every subject found)
+    wisdm_subjects: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_SETTINGS = {
+    # CI / CPU: seconds per run
+    "quick": ModeSettings("quick", epochs=2, n_seeds=1, n_folds=1, max_windows=1200,
+                          sleepsim_subjects=4, sleepsim_seconds=12.0, wisdm_subjects=3),
+    # Colab / CPU: minutes per chapter
+    "demo": ModeSettings("demo", epochs=12, n_seeds=3, n_folds=2, max_windows=12000,
+                         sleepsim_subjects=12, sleepsim_seconds=30.0, wisdm_subjects=None),
+    # GPU: the paper's protocol (300 epochs, 5 seeds x 5 folds, all data)
+    "full": ModeSettings("full", epochs=300, n_seeds=5, n_folds=5, max_windows=None),
+}
+
+
+def get_mode(name: str | None = None) -> ModeSettings:
+    """Settings of mode ``name`` (default: ``$SMOOTHDISTILL_MODE``, else ``demo``)."""
+    name = (name or os.environ.get("SMOOTHDISTILL_MODE") or DEFAULT_MODE).strip().lower()
+    if name not in _SETTINGS:
+        raise ValueError(
+            f"unknown run mode {name!r} (from SMOOTHDISTILL_MODE or the mode argument); "
+            f"choose one of {', '.join(MODES)}"
+        )
+    return _SETTINGS[name]
+
+
+def with_overrides(mode: ModeSettings, **changes) -> ModeSettings:
+    """A copy of ``mode`` with some sizes changed (``None`` values are ignored)."""
+    return replace(mode, **{k: v for k, v in changes.items() if v is not None})
+
+
+def data_dir() -> Path:
+    """Where datasets are looked for and downloaded: ``$SMOOTHDISTILL_DATA`` or ``~/.cache/smoothdistill``."""
+    env = os.environ.get("SMOOTHDISTILL_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "smoothdistill"
+
+
+def project_root() -> Path:
+    """The repository root when the library runs from a checkout, else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "_toc.yml").exists() else Path.cwd()
+
+
+def results_dir() -> Path:
+    """Where experiment records live: ``$SMOOTHDISTILL_RESULTS`` or ``<repo>/results``."""
+    env = os.environ.get("SMOOTHDISTILL_RESULTS")
+    return Path(env).expanduser() if env else project_root() / "results"
