@@ -27,9 +27,10 @@ class ModeSettings:
     n_folds: int  # of the 5 K-folds, how many are trained (the split always has 5)
     max_windows: int | None  # cap on windows per dataset (stratified subsample), None = all
     batch_size: int = 64
-    # sleepsim size: subjects x seconds per posture (the paper: 24 subjects, ~60 s per posture)
+    # sleepsim size: subjects x seconds per posture. Full size (24 subjects, 74.4 s per posture and
+    # placement at 50 Hz) gives ~53.5k paper-protocol windows, the paper's Sleep total (53,546).
     sleepsim_subjects: int = 24
-    sleepsim_seconds: float = 60.0
+    sleepsim_seconds: float = 74.4
     # WISDM subjects used (None = every subject found)
     wisdm_subjects: int | None = None
 
