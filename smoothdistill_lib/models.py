@@ -1,0 +1,363 @@
+"""Models: MTL-net (faithful and corrected), LSTM, BiLSTM, GRU and AnpoNet behind one registry.
+
+Every model takes windows ``(N, 1, 3, L)`` and returns a **tuple of logits**, one ``(N, c_k)``
+tensor per entry of ``n_classes`` (two heads = multitask, one head = single-task). Every model
+splits into ``features(x) -> (N, F)`` and ``heads`` (an ``nn.ModuleList`` of ``Linear(F, c_k)``)
+with ``forward(x) == tuple(h(features(x)) for h in heads)`` and nothing in between, so SD-Dropout
+can put its dropout masks between the two.
+
+Input layouts (see ``windows``): ``"faithful"`` is the authors' reshape without transpose (the
+3 rows are consecutive chunks of the interleaved ``x0,y0,z0,x1,...`` stream); ``"axes"`` has the
+rows = x, y, z. ``MODELS[name].layout`` says which layout a model is meant to be fed.
+
+>>> model = build_model("mtlnet", (18, 2))
+>>> [t.shape for t in model(torch.zeros(4, 1, 3, 100))]
+[torch.Size([4, 18]), torch.Size([4, 2])]
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+DEFAULT_WINDOW_LENGTH = 100
+
+
+class MultiHeadModel(nn.Module):
+    """Base class: ``forward(x) = tuple(h(self.features(x)) for h in self.heads)``.
+
+    Subclasses define ``features(x) -> (N, feature_dim)``. ``heads[k]`` is ``Linear(feature_dim,
+    n_classes[k])``. ``min_length``/``fixed_length`` describe which window lengths are accepted.
+    """
+
+    layout = "axes"
+
+    def __init__(self, n_classes: tuple[int, ...], feature_dim: int):
+        super().__init__()
+        self.n_classes = tuple(n_classes)
+        self.feature_dim = feature_dim
+        self.heads = nn.ModuleList(nn.Linear(feature_dim, c) for c in self.n_classes)
+        self.fixed_length: int | None = None  # set by nets whose FC size depends on L
+        self.min_length = 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        f = self.features(x)
+        return tuple(h(f) for h in self.heads)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        # Shape errors deep inside a conv/LSTM are cryptic; name the expected layout instead.
+        name = type(self).__name__
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != 3:
+            raise ValueError(f"{name}: input must be (N, 1, 3, L) windows, got shape {tuple(x.shape)}")
+        length = x.shape[3]
+        if self.fixed_length is not None and length != self.fixed_length:
+            raise ValueError(
+                f"{name}: built for window_length={self.fixed_length}, got windows of length {length}; "
+                f"build it with build_model(..., window_length={length})"
+            )
+        if length < self.min_length:
+            raise ValueError(f"{name}: windows of length {length} are shorter than its minimum {self.min_length}")
+
+
+# --------------------------------------------------------------------------------------------
+# MTL-net
+
+
+def _mtlnet_time_length(window_length: int) -> int:
+    """Time length after conv(1,9) -> pool /2 -> conv(1,9) -> pool /2 (floor, as MaxPool2d)."""
+    t = (window_length - 8) // 2
+    return (t - 8) // 2
+
+
+class MTLNet(MultiHeadModel):
+    """MTL-net, the authors' ``HARCNN_Multitask`` (reference notes §1.1), optionally corrected.
+
+    Input ``(N, 1, 3, L)``; ``features`` -> ``(N, 512)``; output ``tuple`` of ``(N, c_k)``.
+
+    ``faithful=True`` (registry name ``mtlnet``): exactly the released code. ``MaxPool2d((1, 2),
+    stride=2)`` has stride (2, 2) in *both* dims, so rows go 3 -> 2 -> 1 and the logits depend only on
+    row 0 of the input (§1.2); flatten 64*1*19 = 1216 for L = 100. No BN, no dropout, default init.
+    Meant to be fed the authors' no-transpose layout ("faithful").
+
+    ``faithful=False`` (``mtlnet_corrected``): pooling along time only (stride (1, 2)), so all 3 rows
+    reach the FCs: flatten 64*3*19 = 3648. Fed the axes layout. ``batchnorm=True`` follows the
+    paper's text ("Batch normalization layers are integrated throughout the network", §3.2; the code
+    has none): BatchNorm2d after each conv and BatchNorm1d after each hidden FC (before the ReLU),
+    i.e. everywhere except the heads. Biases are kept, so BN adds only its own 2*C parameters.
+    """
+
+    def __init__(
+        self,
+        n_classes: tuple[int, ...],
+        window_length: int = DEFAULT_WINDOW_LENGTH,
+        faithful: bool = True,
+        batchnorm: bool = False,
+    ):
+        super().__init__(n_classes, feature_dim=512)
+        t_out = _mtlnet_time_length(window_length)
+        if t_out < 1:
+            raise ValueError(f"MTLNet: window_length={window_length} is too short (needs >= 28 samples)")
+        if faithful and batchnorm:
+            raise ValueError("MTLNet: the faithful net has no BatchNorm; use mtlnet_corrected for batchnorm=True")
+        self.faithful = faithful
+        self.layout = "faithful" if faithful else "axes"
+        self.fixed_length = window_length
+        # The authors pass stride=2 (an int, i.e. (2, 2)); the correction pools along time only.
+        stride = 2 if faithful else (1, 2)
+        rows = 1 if faithful else 3
+
+        def bn2d(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(c)] if batchnorm else []
+
+        def bn1d(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm1d(c)] if batchnorm else []
+
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 32, kernel_size=(1, 9)), *bn2d(32), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=(1, 2), stride=stride),
+            nn.Conv2d(32, 64, kernel_size=(1, 9)), *bn2d(64), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=(1, 2), stride=stride),
+            nn.Flatten(1),
+        )  # fmt: skip
+        self.flat_dim = 64 * rows * t_out
+        self.fc = nn.Sequential(
+            nn.Linear(self.flat_dim, 1024), *bn1d(1024), nn.ReLU(),
+            nn.Linear(1024, 512), *bn1d(512), nn.ReLU(),
+        )  # fmt: skip
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 3, L)`` -> ``(N, 512)`` shared features (after the last ReLU)."""
+        self._check_input(x)
+        return self.fc(self.conv(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Recurrent nets
+
+
+def _last_hidden(h_n: torch.Tensor, bidirectional: bool) -> torch.Tensor:
+    """Last layer's final hidden state from ``h_n`` ``(layers*dirs, N, H)`` -> ``(N, H*dirs)``."""
+    if bidirectional:
+        # h_n is ordered (layer0 fwd, layer0 bwd, ..., last fwd, last bwd)
+        return torch.cat([h_n[-2], h_n[-1]], dim=1)
+    return h_n[-1]
+
+
+class RecurrentNet(MultiHeadModel):
+    """2-layer LSTM / BiLSTM / GRU over the time axis (paper §4.2.3; sizes are our choice).
+
+    Input ``(N, 1, 3, L)`` read as a sequence of ``L`` steps of 3 features (axes layout: x, y, z per
+    step). The authors' faithful layout would instead feed 3 interleaved chunks per step (reference
+    notes §2.2); the paper gives no sizes, so hidden size 64, dropout 0.2 and a 128-unit shared FC
+    are our choices. Last layer's final hidden state (both directions concatenated for BiLSTM)
+    ``(N, H*dirs)`` -> Dropout -> Linear(H*dirs, fc_size) -> ReLU = ``features`` ``(N, fc_size)``
+    -> heads -> ``tuple`` of ``(N, c_k)``. The dropout sits *before* the shared FC so ``forward``
+    has none after the features. Any window length works.
+    """
+
+    def __init__(
+        self,
+        n_classes: tuple[int, ...],
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        fc_size: int = 128,
+        window_length: int | None = None,  # accepted for a uniform interface; any L works
+    ):
+        super().__init__(n_classes, feature_dim=fc_size)
+        rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.bidirectional = bidirectional
+        self.rnn = rnn_cls(3, hidden_size, num_layers=num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        dirs = 2 if bidirectional else 1
+        self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * dirs, fc_size), nn.ReLU())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 3, L)`` -> ``(N, L, 3)`` sequence -> RNN -> ``(N, fc_size)``."""
+        self._check_input(x)
+        seq = x.squeeze(1).transpose(1, 2)
+        _, h = self.rnn(seq)
+        h_n = h[0] if isinstance(h, tuple) else h  # LSTM returns (h_n, c_n), GRU h_n
+        return self.fc(_last_hidden(h_n, self.bidirectional))
+
+
+class AnpoNet(MultiHeadModel):
+    """AnpoNet, our interpretation (paper §4.2.3; no public definition exists).
+
+    The paper: "combining convolutional layers with batch normalization for initial feature
+    extraction and LSTM layers for temporal modeling" (citing Vu et al. 2025). Our reading:
+    ``(N, 1, 3, L)`` -> ``(N, 3, L)`` (axes as channels) -> 2 x [Conv1d(k=5, pad=2), BatchNorm1d,
+    ReLU, MaxPool1d(2)] -> ``(N, 64, L//4)`` -> sequence ``(N, L//4, 64)`` -> 2-layer LSTM (hidden
+    64, dropout 0.2) -> last hidden ``(N, 64)`` -> Dropout -> Linear(64, 128) -> ReLU = ``features``
+    ``(N, 128)`` -> heads -> ``tuple`` of ``(N, c_k)``. Needs L >= 4.
+    """
+
+    def __init__(
+        self,
+        n_classes: tuple[int, ...],
+        channels: tuple[int, int] = (32, 64),
+        hidden_size: int = 64,
+        dropout: float = 0.2,
+        fc_size: int = 128,
+        window_length: int | None = None,  # accepted for a uniform interface; any L >= 4 works
+    ):
+        super().__init__(n_classes, feature_dim=fc_size)
+        c1, c2 = channels
+        self.min_length = 4
+        self.conv = nn.Sequential(
+            nn.Conv1d(3, c1, kernel_size=5, padding=2), nn.BatchNorm1d(c1), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(c1, c2, kernel_size=5, padding=2), nn.BatchNorm1d(c2), nn.ReLU(), nn.MaxPool1d(2),
+        )  # fmt: skip
+        self.rnn = nn.LSTM(c2, hidden_size, num_layers=2, batch_first=True, dropout=dropout)
+        self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, fc_size), nn.ReLU())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 3, L)`` -> ``(N, fc_size)``."""
+        self._check_input(x)
+        z = self.conv(x.squeeze(1))  # (N, c2, L//4)
+        _, (h_n, _) = self.rnn(z.transpose(1, 2))
+        return self.fc(h_n[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: ``builder(n_classes, **options) -> MultiHeadModel``."""
+
+    builder: Callable[..., MultiHeadModel]
+    description: str
+    layout: str  # the input layout the model is meant to be fed: "faithful" | "axes"
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mtlnet": ModelSpec(
+        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH: MTLNet(n_classes, window_length, faithful=True),
+        "MTL-net as released (HARCNN_Multitask): stride-(2,2) pooling, sees input row 0 only, no BN",
+        "faithful",
+    ),
+    "mtlnet_corrected": ModelSpec(
+        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH, batchnorm=False: MTLNet(
+            n_classes, window_length, faithful=False, batchnorm=batchnorm
+        ),
+        "MTL-net with time-only pooling (all 3 axes used, Linear(3648, 1024)); optional BN",
+        "axes",
+    ),
+    "lstm": ModelSpec(
+        lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", **kw),
+        "2-layer LSTM over the L time steps (hidden 64) -> FC 128 -> heads",
+        "axes",
+    ),
+    "bilstm": ModelSpec(
+        lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", bidirectional=True, **kw),
+        "2-layer bidirectional LSTM (hidden 64 per direction, concatenated) -> FC 128 -> heads",
+        "axes",
+    ),
+    "gru": ModelSpec(
+        lambda n_classes, **kw: RecurrentNet(n_classes, cell="gru", **kw),
+        "2-layer GRU over the L time steps (hidden 64) -> FC 128 -> heads",
+        "axes",
+    ),
+    "anponet": ModelSpec(
+        lambda n_classes, **kw: AnpoNet(n_classes, **kw),
+        "our reading of AnpoNet: 2x [Conv1d-BN-ReLU-pool] -> 2-layer LSTM -> FC 128 -> heads",
+        "axes",
+    ),
+}
+
+# Options each registry entry accepts, for a clear error (the lambdas above hide them).
+_RECURRENT_OPTIONS = ("hidden_size", "num_layers", "dropout", "fc_size", "window_length")
+_OPTIONS = {
+    "mtlnet": ("window_length",),
+    "mtlnet_corrected": ("window_length", "batchnorm"),
+    "lstm": _RECURRENT_OPTIONS,
+    "bilstm": _RECURRENT_OPTIONS,
+    "gru": _RECURRENT_OPTIONS,
+    "anponet": tuple(p for p in inspect.signature(AnpoNet).parameters if p != "n_classes"),
+}
+
+
+def _check_n_classes(n_classes) -> tuple[int, ...]:
+    if isinstance(n_classes, int) or not hasattr(n_classes, "__len__") or len(n_classes) == 0:
+        raise ValueError(
+            f"n_classes must be a tuple with one class count per head, e.g. (18, 2) or (18,); got {n_classes!r}"
+        )
+    out = tuple(n_classes)
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in out):
+        raise ValueError(f"n_classes entries must be positive ints, got {n_classes!r}")
+    return out
+
+
+def build_model(name: str, n_classes: tuple[int, ...], **options) -> MultiHeadModel:
+    """Build registry model ``name`` with one head per entry of ``n_classes``.
+
+    ``options`` are model-specific (``window_length`` for all; ``batchnorm`` for
+    ``mtlnet_corrected``; ``hidden_size``, ``num_layers``, ``dropout``, ``fc_size`` for the RNNs).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; the registry has: {', '.join(MODELS)}")
+    n_classes = _check_n_classes(n_classes)
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        raise ValueError(f"model {name!r} does not take option(s) {unknown}; it takes {list(_OPTIONS[name])}")
+    return MODELS[name].builder(n_classes, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Inspection helpers
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (each shared tensor once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 3, DEFAULT_WINDOW_LENGTH)) -> pd.DataFrame:
+    """Shape table of ``model`` for one forward pass on zeros of ``input_shape``.
+
+    One row per call of a leaf module, in call order: ``layer`` (qualified name), ``type``,
+    ``output_shape`` (a tuple, batch first; the first tensor for RNNs) and ``parameters`` (the
+    module's own). The model is run in eval mode under ``no_grad`` and its mode restored.
+    """
+    rows: list[dict] = []
+    hooks = []
+
+    def hook(name: str):
+        def record(module: nn.Module, _inputs, output) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            rows.append({
+                "layer": name,
+                "type": type(module).__name__,
+                "output_shape": tuple(out.shape),
+                "parameters": sum(p.numel() for p in module.parameters(recurse=False)),
+            })  # fmt: skip
+
+        return record
+
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            hooks.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    try:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else "cpu"
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "parameters"])
