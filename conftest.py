@@ -1,7 +1,21 @@
-"""Root pytest configuration: notebooks under book/ run through nbval in quick mode."""
+"""Root pytest configuration: notebooks under book/ run through nbval in quick mode.
+
+``pytest`` collects ``tests/`` and ``book/`` (pyproject ``testpaths``); nbval (``--nbval-lax`` in
+``addopts``) runs every chapter ``book/NN_*.ipynb`` and compares the outputs of the cells marked
+``# NBVAL_CHECK_OUTPUT`` with the stored ones. Nothing else in ``book/`` is collected.
+"""
 
 import os
 
 # Chapters run by nbval use the smallest run size; the same code path as demo/full.
 os.environ.setdefault("SMOOTHDISTILL_MODE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Only numbered chapters are tests: not the template (book/_template.ipynb), not build output or
+# checkpoints. Globs are relative to this file's folder.
+collect_ignore_glob = [
+    "book/[!0-9]*.ipynb",
+    "book/**/.ipynb_checkpoints/*",
+    "_build/*",
+    "book/_build/*",
+]

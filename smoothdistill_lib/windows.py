@@ -224,10 +224,12 @@ def to_layout(X, src: str, dst: str):
         raise ValueError(f"to_layout: X must have shape (N, 1, 3, L), got {tuple(X.shape)}")
     n, length = X.shape[0], X.shape[3]
     is_torch = hasattr(X, "permute")
-    if src == "axes":  # (N,1,3,L) -> (N,L,3) -> authors' reshape
-        t = X[:, 0].permute(0, 2, 1) if is_torch else X[:, 0].transpose(0, 2, 1)
-        return t.reshape(n, 1, 3, length).contiguous() if is_torch else np.ascontiguousarray(
-            t.reshape(n, 1, 3, length))
-    t = X.reshape(n, length, 3)  # faithful rows are the flattened (L, 3) windows
-    t = t.permute(0, 2, 1) if is_torch else t.transpose(0, 2, 1)
-    return t[:, None].contiguous() if is_torch else np.ascontiguousarray(t[:, None])
+
+    def swap_last_two(a):  # (N, A, B) -> (N, B, A) for numpy and torch alike
+        return a.permute(0, 2, 1) if is_torch else a.transpose(0, 2, 1)
+
+    if src == "axes":  # (N,1,3,L) -> (N,L,3) windows -> the authors' reshape
+        out = swap_last_two(X[:, 0]).reshape(n, 1, 3, length)
+    else:  # faithful rows are the flattened (L, 3) windows: undo the reshape, then transpose
+        out = swap_last_two(X.reshape(n, length, 3))[:, None]
+    return out.contiguous() if is_torch else np.ascontiguousarray(out)

@@ -1,0 +1,190 @@
+"""Checkpoints: weights in ``<path>.pt``, everything else in ``<path>.json``, both written atomically.
+
+- ``.pt`` holds ONLY state dicts (``{"student": {...}, "teacher": {...}}``: names -> tensors), so
+  :func:`load` can use ``torch.load(..., weights_only=True)`` - no pickled code is ever executed.
+- ``.json`` holds the metadata: the training config and its hash, best epoch, metrics, history,
+  library versions, and the sha256 of the ``.pt`` it belongs to.
+
+Each file is written to a temporary name in the same folder and moved into place with
+``os.replace`` (atomic on POSIX and Windows), the ``.pt`` first: a crash leaves either the old pair
+or a ``.pt`` whose hash the old ``.json`` does not match, which :func:`load` reports.
+
+:func:`train_or_load` is what chapters use: it loads a checkpoint whose config hash matches, and
+otherwise trains and saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _base(path: str | os.PathLike) -> Path:
+    """``path`` without a ``.pt``/``.json`` suffix (either may be given)."""
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".pt", ".json") else p
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON values: numpy -> Python, tuples -> lists, NaN/inf -> None, dataclasses -> dicts."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def config_hash(config) -> str:
+    """16-hex sha256 of the config's canonical JSON (a ``TrainConfig`` or a dict)."""
+    text = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    import smoothdistill_lib
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "smoothdistill_lib": smoothdistill_lib.__version__}  # fmt: skip
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_state_dicts(state_dicts) -> dict[str, dict[str, torch.Tensor]]:
+    if not isinstance(state_dicts, Mapping) or not state_dicts:
+        raise ValueError("checkpoints.save: state_dicts must be a non-empty dict name -> state dict")
+    out = {}
+    for name, sd in state_dicts.items():
+        if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise ValueError(f"checkpoints.save: state_dicts[{name!r}] must map names to tensors")
+        out[str(name)] = {str(k): v.detach().cpu() for k, v in sd.items()}
+    return out
+
+
+def save(path: str | os.PathLike, state_dicts: Mapping, metadata: Mapping | None = None) -> Path:
+    """Write ``<path>.pt`` (state dicts only) and ``<path>.json`` (metadata + versions); return the base path."""
+    base = _base(path)
+    sds = _check_state_dicts(state_dicts)
+    pt, js = base.with_name(base.name + ".pt"), base.with_name(base.name + ".json")
+    _atomic_write(pt, lambda f: torch.save(sds, f), "wb")
+    meta = dict(_jsonable(dict(metadata or {})))
+    meta.update({"weights_file": pt.name, "weights_sha256": _sha256(pt), "versions": versions(),
+                 "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})  # fmt: skip
+    _atomic_write(js, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True) + "\n"), "w")
+    return base
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """``(state_dicts, metadata)`` of a checkpoint; weights read with ``weights_only=True``."""
+    base = _base(path)
+    pt, js = base.with_name(base.name + ".pt"), base.with_name(base.name + ".json")
+    for f in (pt, js):
+        if not f.exists():
+            raise FileNotFoundError(f"checkpoint file {f} not found (a checkpoint is a .pt + .json pair)")
+    try:
+        meta = json.loads(js.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"checkpoint metadata {js} is not valid JSON (line {e.lineno}): delete it and retrain") from e
+    if meta.get("weights_sha256") and meta["weights_sha256"] != _sha256(pt):
+        raise ValueError(f"checkpoint {pt} does not match the sha256 recorded in {js} (interrupted save?): "
+                         "delete both files and retrain")  # fmt: skip
+    state_dicts = torch.load(pt, map_location=map_location, weights_only=True)
+    return state_dicts, meta
+
+
+def exists(path: str | os.PathLike) -> bool:
+    base = _base(path)
+    return base.with_name(base.name + ".pt").exists() and base.with_name(base.name + ".json").exists()
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`train_or_load` returns. ``result`` is the ``FitResult`` when it trained, else None."""
+
+    state_dicts: dict
+    metadata: dict
+    loaded: bool
+    result: Any = None
+
+
+def fit_metadata(result) -> dict:
+    """JSON metadata of an ``engine.FitResult``: config, selection, timings, accuracies, history."""
+    metrics = {}
+    for (split, who) in result.predictions:
+        a1, a2 = result.accuracy(split, who)
+        metrics[f"{split}_acc_task1" if who == "student" else f"{who}_{split}_acc_task1"] = a1
+        metrics[f"{split}_acc_task2" if who == "student" else f"{who}_{split}_acc_task2"] = a2
+    return {
+        "config": result.config, "best_epoch": result.best_epoch, "best_epochs": result.best_epochs,
+        "train_seconds": result.train_seconds, "stage_seconds": result.stage_seconds,
+        "n_params": result.n_params, "n_classes": list(result.n_classes), "device": result.device,
+        "metrics": metrics, "history": result.history.to_dict(orient="records"),
+    }  # fmt: skip
+
+
+def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config) -> Checkpoint:
+    """Load ``path`` if its config hash equals ``config_hash(config)``; else ``train_fn()`` and save.
+
+    ``train_fn()`` returns an ``engine.FitResult`` (saved with :func:`fit_metadata`) or a
+    ``(state_dicts, metadata)`` pair. The config hash is stored in the metadata as ``config_hash``.
+    """
+    want = config_hash(config)
+    if exists(path):
+        state_dicts, meta = load(path)
+        if meta.get("config_hash") == want:
+            return Checkpoint(state_dicts, meta, loaded=True)
+    out = train_fn()
+    if hasattr(out, "state_dicts") and hasattr(out, "history"):
+        state_dicts, meta, result = out.state_dicts, fit_metadata(out), out
+    elif isinstance(out, tuple) and len(out) == 2:
+        (state_dicts, meta), result = out, None
+    else:
+        raise ValueError("train_or_load: train_fn must return a FitResult or a (state_dicts, metadata) pair")
+    meta = {"config": config, **dict(meta), "config_hash": want}
+    save(path, state_dicts, meta)
+    _, saved_meta = load(path)
+    return Checkpoint(_check_state_dicts(state_dicts), saved_meta, loaded=False, result=result)

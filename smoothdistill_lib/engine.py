@@ -1,0 +1,637 @@
+"""The training engine: one loop for all five methods, selection on validation, per-epoch history.
+
+``fit(data, fit_idx, val_idx, test_idx, config) -> FitResult``. The data live on the device as
+whole tensors; each epoch draws a seeded ``torch.randperm`` of the fit indices and slices it into
+batches of ``batch_size`` (the last, partial batch included). A step is a plain function in
+:mod:`methods`; the loop only adds its loss sums and correct counts into one device tensor and reads
+it once per epoch (no ``.item()`` per step, so a GPU never waits for the host).
+
+Model selection uses the validation set only: after every epoch the validation accuracy of both
+tasks is measured and the weights of the best epoch (mean of the two accuracies, strict ``>``;
+``selection="task1"`` is the authors' task-1-only rule) are *cloned*. The authors' baselines kept
+``model.state_dict()`` without a copy, which aliases the live weights, so they were in effect tested
+at their LAST epoch (reference notes §5.2a). This engine never does that: ``FitResult.state_dicts``
+and all predictions come from the best epoch; ``FitResult.last_state_dicts`` holds the last epoch's
+weights only so the book can show what the bug would have tested.
+
+Epochs are numbered from 1. Accuracies are percentages (0-100), like :mod:`metrics` and the paper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.ema import BUFFER_POLICIES, EMATeacher
+from smoothdistill_lib.methods import METHODS, Method, autocast, get_method
+
+SELECTIONS = ("mean", "task1")
+
+
+def _default_epochs() -> int:
+    return get_mode().epochs
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-able with ``dataclasses.asdict``).
+
+    Defaults are the authors' values (reference notes §3.3, §4): Adam lr 1e-3, batch 64, task weight
+    ``alpha`` 0.5; Smooth-Distill ``lam`` 0.5, ``temperature`` 3, ``ema_decay`` 0.999; SD-Dropout p 0.5,
+    T 2, weight 1; Born-Again T 3 and lam 0.5 (the paper lost its values; Smooth-Distill's mirrored).
+    ``epochs`` defaults to the run mode's (``SMOOTHDISTILL_MODE``), fixed when the config is made.
+    ``selection``: ``"mean"`` of both tasks' validation accuracy (the paper's text) or ``"task1"``
+    (the authors' code). ``ema_buffers``/``ema_warmup``: see :class:`~smoothdistill_lib.ema.EMATeacher`.
+    ``eval_teacher``: also validate/select/test the EMA teacher (smooth_distill; not timed).
+    ``deterministic``: deterministic algorithms on CPU (same seed -> identical numbers).
+    ``device``: ``None`` picks cuda > mps > cpu. ``bf16``: bf16 autocast on CUDA only.
+    """
+
+    method: str = "smooth_distill"
+    model: str = "mtlnet"
+    model_options: dict = field(default_factory=dict)
+    epochs: int = field(default_factory=_default_epochs)
+    batch_size: int = 64
+    lr: float = 1e-3
+    alpha: float = 0.5
+    lam: float = 0.5
+    temperature: float = 3.0
+    ema_decay: float = 0.999
+    ema_buffers: str = "copy"
+    ema_warmup: bool = False
+    sdd_dropout: float = 0.5
+    sdd_temperature: float = 2.0
+    sdd_weight: float = 1.0
+    ba_temperature: float = 3.0
+    ba_lam: float = 0.5
+    selection: str = "mean"
+    seed: int = 0
+    device: str | None = None
+    bf16: bool = False
+    eval_teacher: bool = True
+    deterministic: bool = True
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        get_method(self.method)  # raises a clear error naming the choices
+        checks = [
+            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "a positive int"),
+            ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "a positive int"),
+            ("eval_batch_size", isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
+             "a positive int"),
+            ("lr", self.lr > 0, "> 0"),
+            ("alpha", 0.0 <= self.alpha <= 1.0, "in [0, 1]"),
+            ("lam", self.lam >= 0, ">= 0"),
+            ("ba_lam", self.ba_lam >= 0, ">= 0"),
+            ("temperature", self.temperature > 0, "> 0"),
+            ("ba_temperature", self.ba_temperature > 0, "> 0"),
+            ("sdd_temperature", self.sdd_temperature > 0, "> 0"),
+            ("sdd_weight", self.sdd_weight >= 0, ">= 0"),
+            ("ema_decay", 0.0 <= self.ema_decay <= 1.0, "in [0, 1]"),
+            ("sdd_dropout", 0.0 <= self.sdd_dropout < 1.0, "in [0, 1)"),
+            ("selection", self.selection in SELECTIONS, f"one of {SELECTIONS}"),
+            ("ema_buffers", self.ema_buffers in BUFFER_POLICIES, f"one of {BUFFER_POLICIES}"),
+            ("model_options", isinstance(self.model_options, dict), "a dict"),
+        ]  # fmt: skip
+        for name, ok, want in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns (contract in CONTRIBUTING.md).
+
+    ``history``: one row per epoch (``stage`` 1 and 2 for born_again), columns ``epoch, stage,
+    train_loss, train_loss_task{k}`` (CE), ``train_kd_task{k}`` (KD or T^2-scaled SDD term; NaN if
+    none), ``train_acc_task{k}``, ``val_loss`` (alpha-mix of the CEs), ``val_loss_task{k}``,
+    ``val_acc_task{k}``, ``val_acc_mean``, ``teacher_*`` (smooth_distill; NaN otherwise) and
+    ``epoch_seconds``. ``best_epoch``: the selected student epoch (for singletask, the task-1 net's;
+    ``best_epochs`` has every net's). ``state_dicts``: best weights on CPU, ``{"student"}`` or
+    ``{"task1", "task2"}``, plus ``"teacher"`` (smooth_distill: the teacher selected on validation
+    when ``eval_teacher``, else the final one; born_again: the stage-1 net). ``predictions[(split,
+    who)]``: numpy ``y1_true, y1_pred, y2_true, y2_pred, y1_prob, y2_prob, index`` for split
+    ``val``/``test`` and who ``student``/``teacher``. ``train_seconds``: wall time of all training
+    epochs incl. the student's validation (device-synchronised; teacher validation excluded);
+    ``stage_seconds`` per stage. ``n_params``: parameters of the inference model(s).
+    """
+
+    history: pd.DataFrame
+    best_epoch: int
+    state_dicts: dict[str, dict[str, torch.Tensor]]
+    predictions: dict[tuple[str, str], dict[str, np.ndarray]]
+    train_seconds: float
+    n_params: int
+    config: TrainConfig
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    best_epochs: dict[str, int] = field(default_factory=dict)
+    last_state_dicts: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    n_classes: tuple[int, int] = (0, 0)
+    device: str = "cpu"
+
+    def accuracy(self, split: str = "test", who: str = "student") -> tuple[float, float]:
+        """(task-1, task-2) accuracy in percent of ``predictions[(split, who)]``."""
+        p = self.predictions[(split, who)]
+        return (float(100.0 * np.mean(p["y1_pred"] == p["y1_true"])),
+                float(100.0 * np.mean(p["y2_pred"] == p["y2_true"])))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Devices, data, models
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` picks cuda > mps > cpu."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} requested but CUDA is not available; use device='cpu' or None")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} requested but MPS is not available; use device='cpu' or None")
+    return dev
+
+
+def _to_numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def _unpack(data) -> tuple[np.ndarray | torch.Tensor, object, object, tuple[int, int] | None]:
+    """``Windows``/``Prepared``/``(X, y1, y2)``/dict -> (X, y1, y2, n_classes or None)."""
+    if hasattr(data, "windows") and not hasattr(data, "X"):  # pipeline.Prepared
+        data = data.windows
+    if hasattr(data, "X") and hasattr(data, "y1") and hasattr(data, "y2"):
+        names = (getattr(data, "activity_names", None), getattr(data, "placement_names", None))
+        n_classes = (len(names[0]), len(names[1])) if all(n is not None for n in names) else None
+        return data.X, data.y1, data.y2, n_classes
+    if isinstance(data, dict):
+        missing = [k for k in ("X", "y1", "y2") if k not in data]
+        if missing:
+            raise ValueError(f"fit: data dict lacks {missing}; give X (N,1,3,L), y1 (N,), y2 (N,)")
+        return data["X"], data["y1"], data["y2"], None
+    if isinstance(data, tuple | list) and len(data) == 3:
+        return data[0], data[1], data[2], None
+    raise ValueError(f"fit: data must be a Windows, a Prepared, (X, y1, y2) or a dict, got {type(data).__name__}")
+
+
+def _tensors(data, device: torch.device, n_classes):
+    X, y1, y2, names_nc = _unpack(data)
+    X = torch.as_tensor(X, dtype=torch.float32)
+    y1 = torch.as_tensor(_to_numpy(y1).astype(np.int64))
+    y2 = torch.as_tensor(_to_numpy(y2).astype(np.int64))
+    if X.dim() != 4 or X.shape[1] != 1 or X.shape[2] != 3:
+        raise ValueError(f"fit: X must be (N, 1, 3, L) windows, got shape {tuple(X.shape)}")
+    if not (len(y1) == len(y2) == len(X)):
+        raise ValueError(f"fit: X, y1, y2 lengths differ: {len(X)}, {len(y1)}, {len(y2)}")
+    if n_classes is None:
+        n_classes = names_nc or (int(y1.max()) + 1, int(y2.max()) + 1)
+    n_classes = (int(n_classes[0]), int(n_classes[1]))
+    for k, (y, c) in enumerate(((y1, n_classes[0]), (y2, n_classes[1])), start=1):
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
+            raise ValueError(f"fit: y{k} labels must be in 0..{c - 1} (n_classes[{k - 1}]={c}), "
+                             f"found {int(y.min())}..{int(y.max())}")  # fmt: skip
+    return X.to(device), y1.to(device), y2.to(device), n_classes
+
+
+def _indices(idx, name: str, n: int, allow_empty: bool = False) -> np.ndarray:
+    if idx is None:
+        if allow_empty:
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError(f"fit: {name} is required")
+    a = _to_numpy(idx).astype(np.int64).ravel()
+    if not allow_empty and a.size == 0:
+        raise ValueError(f"fit: {name} is empty")
+    if a.size and (a.min() < 0 or a.max() >= n):
+        raise ValueError(f"fit: {name} holds indices outside 0..{n - 1}")
+    return a
+
+
+def _build(cfg: TrainConfig, method: Method, n_classes, window_length: int, build) -> dict[str, nn.Module]:
+    """The trained nets: ``{"student"}`` or ``{"task1", "task2"}`` (single-task: one head each)."""
+
+    def make(nc: tuple[int, ...]) -> nn.Module:
+        if build is not None:
+            return build(nc)
+        from smoothdistill_lib.models import MODELS, build_model
+
+        opts = dict(cfg.model_options)
+        if cfg.model in MODELS and "window_length" not in opts:
+            opts["window_length"] = window_length
+        return build_model(cfg.model, nc, **opts)
+
+    if method.single_task:
+        return {"task1": make((n_classes[0],)), "task2": make((n_classes[1],))}
+    return {"student": make(tuple(n_classes))}
+
+
+def _forward_pair(models: dict[str, nn.Module]) -> Callable:
+    """``x -> (z1, z2)`` for either layout of ``models``."""
+    if "student" in models:
+        return models["student"]
+    return lambda x: (models["task1"](x)[0], models["task2"](x)[0])
+
+
+def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; the fused kernel on CUDA (one launch for all parameters), torch's default elsewhere."""
+    params = list(params)
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    # A real copy: ``model.state_dict()`` alone aliases the live weights (the authors' bug, §5.2a).
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@torch.no_grad()
+def _logits(forward: Callable, X: torch.Tensor, idx: torch.Tensor, batch_size: int, bf16: bool):
+    """``(z1, z2)`` float32 logits of ``X[idx]`` in eval batches, kept on the device."""
+    z1s, z2s = [], []
+    for s in range(0, len(idx), batch_size):
+        xb = X[idx[s : s + batch_size]]
+        with autocast(xb, bf16):
+            z1, z2 = forward(xb)
+        z1s.append(z1.float())
+        z2s.append(z2.float())
+    return torch.cat(z1s), torch.cat(z2s)
+
+
+def _eval_sums(forward, X, y1, y2, idx, batch_size, bf16) -> torch.Tensor:
+    """Device tensor ``[CE1 sum, CE2 sum, correct1, correct2]`` over ``idx``."""
+    z1, z2 = _logits(forward, X, idx, batch_size, bf16)
+    t1, t2 = y1[idx], y2[idx]
+    return torch.stack([
+        F.cross_entropy(z1, t1, reduction="sum"), F.cross_entropy(z2, t2, reduction="sum"),
+        (z1.argmax(1) == t1).sum().float(), (z2.argmax(1) == t2).sum().float(),
+    ])  # fmt: skip
+
+
+def _set_mode(models: dict[str, nn.Module], train: bool) -> None:
+    for m in models.values():
+        m.train(train)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, X, batch_size: int = 1024, device=None) -> tuple[np.ndarray, ...]:
+    """Logits of ``model`` (eval mode) on ``X`` ``(N, 1, 3, L)``: a tuple of ``(N, c_k)`` numpy arrays."""
+    param = next(model.parameters(), None)
+    dev = resolve_device(device) if device is not None else (param.device if param is not None else "cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        X = torch.as_tensor(X, dtype=torch.float32)
+        outs = None
+        for s in range(0, len(X), batch_size):
+            z = model(X[s : s + batch_size].to(dev))
+            outs = [[] for _ in z] if outs is None else outs
+            for o, t in zip(outs, z):
+                o.append(t.float().cpu())
+        return tuple(torch.cat(o).numpy() for o in (outs or []))
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+
+# Layout of the per-epoch training accumulator (one device tensor, read once per epoch).
+_SUMS = ("loss", "ce1", "ce2", "kd1", "kd2", "correct1", "correct2", "t_ce1", "t_ce2", "t_correct1", "t_correct2")
+
+
+def _batch_sums(out: dict, y1: torch.Tensor, y2: torch.Tensor, with_teacher: bool) -> torch.Tensor:
+    """The step's losses x batch size and its correct counts, as one small device tensor."""
+    bs = float(len(y1))
+    z1, z2 = out["logits"]
+    zero = out["loss"].new_zeros(())
+    kd1, kd2 = out.get("kd1", zero), out.get("kd2", zero)
+    parts = [out["loss"] * bs, out["ce1"] * bs, out["ce2"] * bs, kd1 * bs, kd2 * bs,
+             (z1.argmax(1) == y1).sum(), (z2.argmax(1) == y2).sum()]  # fmt: skip
+    if with_teacher:
+        t1, t2 = out["teacher_logits"]
+        parts += [F.cross_entropy(t1.float(), y1) * bs, F.cross_entropy(t2.float(), y2) * bs,
+                  (t1.argmax(1) == y1).sum(), (t2.argmax(1) == y2).sum()]  # fmt: skip
+    else:
+        parts += [zero, zero, zero, zero]
+    return torch.stack([p.float() for p in parts])
+
+
+class _Best:
+    """Best epoch so far of one net on validation (strict ``>``), with cloned weights."""
+
+    def __init__(self):
+        self.score, self.epoch, self.state = -float("inf"), 0, None
+
+    def offer(self, score: float, epoch: int, model: nn.Module) -> None:
+        if score > self.score:
+            self.score, self.epoch, self.state = score, epoch, _clone_state(model)
+
+
+def _score(acc1: float, acc2: float, selection: str) -> float:
+    return acc1 if selection == "task1" else 0.5 * (acc1 + acc2)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@dataclass
+class _Stage:
+    models: dict[str, nn.Module]
+    best: dict[str, _Best]  # who -> best ("student" or "task1"/"task2", and "teacher")
+    rows: list[dict]
+    seconds: float
+    teacher: EMATeacher | None
+
+
+def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: TrainConfig, gen, bar,
+                 stage: int, device: torch.device) -> _Stage:  # fmt: skip
+    X, y1, y2 = data
+    step = method.step
+    params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, cfg.lr, device)
+    ema = teacher if isinstance(teacher, EMATeacher) else None
+    eval_teacher = ema is not None and cfg.eval_teacher
+    forward = _forward_pair(models)
+    bests = {name: _Best() for name in models}
+    if eval_teacher:
+        bests["teacher"] = _Best()
+    n, bs = len(fit_idx), cfg.batch_size
+    rows, seconds = [], 0.0
+    for epoch in range(1, cfg.epochs + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        _set_mode(models, True)
+        sums = torch.zeros(len(_SUMS), device=device)
+        order = fit_idx[torch.randperm(n, generator=gen).to(device)]
+        for s in range(0, n, bs):  # the last, partial batch is a batch too (authors' DataLoader)
+            idx = order[s : s + bs]
+            xb, t1, t2 = X[idx], y1[idx], y2[idx]
+            out = step(models, optimizer, teacher, (xb, t1, t2), cfg)
+            sums += _batch_sums(out, t1, t2, ema is not None)
+        _set_mode(models, False)
+        val = _eval_sums(forward, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16)
+        tr, va = sums.tolist(), val.tolist()  # the one host read of the epoch
+        nv = len(val_idx)
+        acc1, acc2 = 100.0 * va[2] / nv, 100.0 * va[3] / nv
+        if method.single_task:  # two independent nets: each is selected on its own task
+            bests["task1"].offer(acc1, epoch, models["task1"])
+            bests["task2"].offer(acc2, epoch, models["task2"])
+        else:
+            bests["student"].offer(_score(acc1, acc2, cfg.selection), epoch, models["student"])
+        _sync(device)
+        epoch_seconds = time.perf_counter() - t0
+        seconds += epoch_seconds
+        tr = dict(zip(_SUMS, tr))
+        has_kd = method.name in ("sd_dropout", "smooth_distill") or (method.name == "born_again" and stage == 2)
+        row = {
+            "epoch": epoch, "stage": stage,
+            "train_loss": tr["loss"] / n,
+            "train_loss_task1": tr["ce1"] / n, "train_loss_task2": tr["ce2"] / n,
+            "train_kd_task1": tr["kd1"] / n if has_kd else float("nan"),
+            "train_kd_task2": tr["kd2"] / n if has_kd else float("nan"),
+            "train_acc_task1": 100.0 * tr["correct1"] / n, "train_acc_task2": 100.0 * tr["correct2"] / n,
+            "val_loss": (cfg.alpha * va[0] + (1.0 - cfg.alpha) * va[1]) / nv,
+            "val_loss_task1": va[0] / nv, "val_loss_task2": va[1] / nv,
+            "val_acc_task1": acc1, "val_acc_task2": acc2, "val_acc_mean": 0.5 * (acc1 + acc2),
+        }  # fmt: skip
+        nan = float("nan")
+        teacher_cols = {k: nan for k in ("teacher_train_loss_task1", "teacher_train_loss_task2",
+                                         "teacher_train_acc_task1", "teacher_train_acc_task2",
+                                         "teacher_val_loss_task1", "teacher_val_loss_task2",
+                                         "teacher_val_acc_task1", "teacher_val_acc_task2",
+                                         "teacher_val_acc_mean")}  # fmt: skip
+        if ema is not None:
+            teacher_cols.update({
+                "teacher_train_loss_task1": tr["t_ce1"] / n, "teacher_train_loss_task2": tr["t_ce2"] / n,
+                "teacher_train_acc_task1": 100.0 * tr["t_correct1"] / n,
+                "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n,
+            })  # fmt: skip
+        if eval_teacher:  # diagnostics only: not part of the method's cost, so not timed
+            tv = _eval_sums(ema, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16).tolist()
+            ta1, ta2 = 100.0 * tv[2] / nv, 100.0 * tv[3] / nv
+            bests["teacher"].offer(_score(ta1, ta2, cfg.selection), epoch, ema.module)
+            teacher_cols.update({"teacher_val_loss_task1": tv[0] / nv, "teacher_val_loss_task2": tv[1] / nv,
+                                 "teacher_val_acc_task1": ta1, "teacher_val_acc_task2": ta2,
+                                 "teacher_val_acc_mean": 0.5 * (ta1 + ta2)})  # fmt: skip
+        row.update(teacher_cols)
+        row["epoch_seconds"] = epoch_seconds
+        rows.append(row)
+        if bar is not None:
+            post = {"loss": f"{row['train_loss']:.3f}", "val1": f"{acc1:.1f}", "val2": f"{acc2:.1f}"}
+            if eval_teacher:
+                post["T_val1"] = f"{teacher_cols['teacher_val_acc_task1']:.1f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
+    return _Stage(models, bests, rows, seconds, ema)
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool, device: torch.device):
+    """Deterministic algorithms on CPU for the duration of a fit, restoring the global flags after."""
+    if not (enabled and device.type == "cpu"):
+        yield
+        return
+    prev, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
+
+
+def _predictions(forward, X, y1, y2, idx: torch.Tensor, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    z1, z2 = _logits(forward, X, idx, cfg.eval_batch_size, cfg.bf16)
+    return {
+        "y1_true": y1[idx].cpu().numpy(), "y1_pred": z1.argmax(1).cpu().numpy(),
+        "y2_true": y2[idx].cpu().numpy(), "y2_pred": z2.argmax(1).cpu().numpy(),
+        "y1_prob": z1.softmax(1).cpu().numpy(), "y2_prob": z2.softmax(1).cpu().numpy(),
+        "index": idx.cpu().numpy(),
+    }  # fmt: skip
+
+
+def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = True, *,
+        build: Callable[[tuple[int, ...]], nn.Module] | None = None,
+        n_classes: tuple[int, int] | None = None) -> FitResult:  # fmt: skip
+    """Train ``config.method`` on ``data[fit_idx]``, select on ``data[val_idx]``, predict val and test.
+
+    ``data``: a ``windows.Windows`` (or ``pipeline.Prepared``), ``(X, y1, y2)`` or a dict with those
+    keys; ``X`` ``(N, 1, 3, L)`` float32, ``y1``/``y2`` ``(N,)`` ints. ``fit_idx``, ``val_idx``,
+    ``test_idx``: absolute indices (``test_idx`` may be ``None`` or empty: no test predictions).
+    ``build(n_classes) -> nn.Module`` overrides ``config.model`` (any net following the models
+    contract). ``n_classes`` defaults to the label names of ``Windows``, else max label + 1.
+    One tqdm bar over epochs (``progress=False`` silences it).
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"fit: config must be a TrainConfig, got {type(config).__name__}")
+    cfg = config
+    method = get_method(cfg.method)
+    device = resolve_device(cfg.device)
+    X, y1, y2, n_classes = _tensors(data, device, n_classes)
+    n = len(X)
+    fit_np = _indices(fit_idx, "fit_idx", n)
+    val_np = _indices(val_idx, "val_idx", n)
+    test_np = _indices(test_idx, "test_idx", n, allow_empty=True)
+    for a, b, na, nb in ((fit_np, val_np, "fit_idx", "val_idx"), (fit_np, test_np, "fit_idx", "test_idx"),
+                         (val_np, test_np, "val_idx", "test_idx")):  # fmt: skip
+        if np.intersect1d(a, b).size:
+            raise ValueError(f"fit: {na} and {nb} overlap ({np.intersect1d(a, b).size} windows): selection "
+                             "and test must use windows the model was not trained on")
+    fit_t, val_t, test_t = (torch.as_tensor(a, device=device) for a in (fit_np, val_np, test_np))
+    data_t = (X, y1, y2)
+    stages = 2 if method.stage1 else 1
+    bar = tqdm(total=cfg.epochs * stages, desc=f"{cfg.method}", unit="epoch", leave=True,
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+    with _determinism(cfg.deterministic, device), bar:
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on every device
+        L = X.shape[-1]
+        stage_seconds: dict[str, float] = {}
+        rows: list[dict] = []
+        teacher_state, teacher_forward, teacher_epoch = None, None, None
+        if method.stage1:  # born_again: the multitask teacher, trained and selected on this fold
+            s1_method = get_method(method.stage1)
+            s1_models = {k: m.to(device) for k, m in _build(cfg, s1_method, n_classes, L, build).items()}
+            s1 = _train_stage(s1_method, s1_models, None, data_t, fit_t, val_t, cfg, gen, bar, 1, device)
+            stage_seconds["stage1"] = s1.seconds
+            rows += s1.rows
+            teacher_net = s1_models["student"]
+            teacher_net.load_state_dict(s1.best["student"].state)
+            teacher_net.eval()
+            teacher_net.requires_grad_(False)
+            teacher_state, teacher_forward, teacher_epoch = s1.best["student"].state, teacher_net, s1.best["student"].epoch
+        models = {k: m.to(device) for k, m in _build(cfg, method, n_classes, L, build).items()}
+        if method.teacher == "ema":
+            teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
+        else:
+            teacher = teacher_forward
+        st = _train_stage(method, models, teacher, data_t, fit_t, val_t, cfg, gen, bar, stages, device)
+        stage_seconds[f"stage{stages}"] = st.seconds
+        rows += st.rows
+
+        last = {name: _to_cpu(m.state_dict()) for name, m in models.items()}
+        for name, m in models.items():
+            m.load_state_dict(st.best[name].state)
+        _set_mode(models, False)
+        whos = {"student": _forward_pair(models)}
+        best_epochs = {name: b.epoch for name, b in st.best.items() if name != "teacher"}
+        state_dicts = {name: _to_cpu(st.best[name].state) for name in models}
+        if method.teacher == "ema":
+            if cfg.eval_teacher:
+                st.teacher.module.load_state_dict(st.best["teacher"].state)
+                best_epochs["teacher"] = st.best["teacher"].epoch
+            state_dicts["teacher"] = _to_cpu(st.teacher.module.state_dict())
+            whos["teacher"] = st.teacher.module
+        elif teacher_state is not None:
+            state_dicts["teacher"] = _to_cpu(teacher_state)
+            best_epochs["teacher"] = teacher_epoch
+            whos["teacher"] = teacher_forward
+        splits = {"val": val_t} | ({"test": test_t} if len(test_t) else {})
+        predictions = {(split, who): _predictions(fwd, X, y1, y2, idx, cfg)
+                       for who, fwd in whos.items() for split, idx in splits.items()}  # fmt: skip
+    best_epoch = best_epochs["student"] if "student" in best_epochs else best_epochs["task1"]
+    return FitResult(
+        history=pd.DataFrame(rows),
+        best_epoch=int(best_epoch),
+        state_dicts=state_dicts,
+        predictions=predictions,
+        train_seconds=float(sum(stage_seconds.values())),
+        n_params=int(sum(p.numel() for m in models.values() for p in m.parameters())),
+        config=cfg,
+        stage_seconds=stage_seconds,
+        best_epochs=best_epochs,
+        last_state_dicts=last,
+        n_classes=n_classes,
+        device=str(device),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CLI: python -m smoothdistill_lib train ...
+
+
+def _f1_macro(y_true, y_pred, n_classes: int) -> float:
+    try:
+        from smoothdistill_lib.metrics import classification_metrics
+    except ImportError:  # metrics not installed yet: the same number straight from scikit-learn
+        from sklearn.metrics import f1_score
+
+        return float(100.0 * f1_score(y_true, y_pred, average="macro", zero_division=0))
+    return float(classification_metrics(y_true, y_pred, n_classes)["macro_f1"])
+
+
+def cli_train(args) -> int:
+    """``train``: prepare one dataset, fit one method on one fold, print ONE JSON object to stdout."""
+    from smoothdistill_lib.models import MODELS
+    from smoothdistill_lib.pipeline import prepare
+
+    mode = get_mode(args.mode)
+    if args.model not in MODELS:
+        raise ValueError(f"--model {args.model!r} is unknown; choose one of {', '.join(MODELS)}")
+    get_method(args.method)
+    layout = "faithful" if args.model == "mtlnet" else "axes"
+    prepared = prepare(args.dataset, protocol=args.protocol, mode=mode.name, layout=layout)
+    windows, split = prepared.windows, prepared.split
+    if not 0 <= args.fold < len(split.folds):
+        raise ValueError(f"--fold {args.fold} is out of range: the split has {len(split.folds)} folds")
+    fit_idx, val_idx = split.folds[args.fold]
+    kw = {"method": args.method, "model": args.model, "seed": args.seed, "device": args.device,
+          "epochs": args.epochs or mode.epochs, "batch_size": mode.batch_size}  # fmt: skip
+    if args.lam is not None:
+        kw["lam"] = args.lam
+        kw["ba_lam"] = args.lam
+    cfg = TrainConfig(**kw)
+    result = fit(windows, fit_idx, val_idx, split.test, cfg, progress=True)
+    p = result.predictions[("test", "student")]
+    pv = result.predictions[("val", "student")]
+    c1, c2 = result.n_classes
+    out = {
+        "dataset": args.dataset, "method": args.method, "model": args.model, "mode": mode.name,
+        "protocol": args.protocol, "fold": args.fold, "seed": args.seed, "epochs": cfg.epochs,
+        "lam": cfg.lam, "device": result.device,
+        "test_acc_task1": result.accuracy("test")[0], "test_acc_task2": result.accuracy("test")[1],
+        "test_f1_task1": _f1_macro(p["y1_true"], p["y1_pred"], c1),
+        "test_f1_task2": _f1_macro(p["y2_true"], p["y2_pred"], c2),
+        "val_acc_task1": result.accuracy("val")[0], "val_acc_task2": result.accuracy("val")[1],
+        "val_f1_task1": _f1_macro(pv["y1_true"], pv["y1_pred"], c1),
+        "val_f1_task2": _f1_macro(pv["y2_true"], pv["y2_pred"], c2),
+        "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 3),
+        "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
+        "params": result.n_params, "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(split.test),
+    }  # fmt: skip
+    print(json.dumps(out))
+    return 0
+
+
+__all__ = ["METHODS", "FitResult", "TrainConfig", "cli_train", "fit", "make_optimizer", "predict", "resolve_device"]

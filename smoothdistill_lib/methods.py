@@ -1,0 +1,167 @@
+"""The five training methods, each one small step function.
+
+A step is a plain function ``step(models, optimizer, teacher, batch, cfg) -> dict``:
+
+- ``models``: ``{"student": net}`` (two heads), or ``{"task1": net1, "task2": net2}`` (single-task,
+  one head each);
+- ``optimizer``: one optimizer over every trainable parameter of ``models``;
+- ``teacher``: ``None``, an :class:`~smoothdistill_lib.ema.EMATeacher` (smooth_distill) or a frozen
+  eval-mode net (born_again stage 2);
+- ``batch``: ``(x (B, 1, 3, L) float32, y1 (B,) int64, y2 (B,) int64)`` on the training device;
+- ``cfg``: a :class:`~smoothdistill_lib.engine.TrainConfig` (only its hyperparameters are read).
+
+It does one optimizer step (and the EMA update) and returns detached device tensors: ``loss`` (the
+optimised objective), ``ce1``, ``ce2``, optionally ``kd1``, ``kd2`` (the distillation / SDD terms as
+they enter the loss, before ``lam``), ``logits`` ``(z1, z2)`` and optionally ``teacher_logits``. It
+never reads a value on the host, so the engine can run steps back to back without a device sync.
+Keeping the state explicit in the arguments is what would let a later change ``torch.func.vmap``
+seeds x folds without rewriting the methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from smoothdistill_lib.ema import EMATeacher
+from smoothdistill_lib.losses import kd_loss, multitask_ce, sdd_loss
+
+Step = Callable[..., dict]
+
+
+def autocast(x: torch.Tensor, bf16: bool):
+    """bf16 autocast on CUDA when asked; otherwise a no-op context (CPU/MPS train in fp32)."""
+    if bf16 and x.device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def _out(loss, ce1, ce2, logits, kd1=None, kd2=None, teacher_logits=None) -> dict:
+    out = {"loss": loss.detach(), "ce1": ce1.detach(), "ce2": ce2.detach(),
+           "logits": (logits[0].detach(), logits[1].detach())}  # fmt: skip
+    if kd1 is not None:
+        out["kd1"], out["kd2"] = kd1.detach(), kd2.detach()
+    if teacher_logits is not None:
+        out["teacher_logits"] = teacher_logits
+    return out
+
+
+def singletask_step(models, optimizer, teacher, batch, cfg) -> dict:
+    """Two independent single-head nets on the same batch; each gets only its own task's CE.
+
+    The loss is ``CE1 + CE2``: the two nets share no parameter, so each receives exactly the
+    gradient of its own CE (Adam is per-parameter, so one optimizer over both = two optimizers).
+    """
+    x, y1, y2 = batch
+    with autocast(x, cfg.bf16):
+        z1 = models["task1"](x)[0]
+        z2 = models["task2"](x)[0]
+        ce1, ce2 = F.cross_entropy(z1, y1), F.cross_entropy(z2, y2)
+        loss = ce1 + ce2
+    _optimise(optimizer, loss)
+    return _out(loss, ce1, ce2, (z1, z2))
+
+
+def multitask_step(models, optimizer, teacher, batch, cfg) -> dict:
+    """``alpha CE1 + (1 - alpha) CE2`` on one two-head net (paper Eq. 1)."""
+    x, y1, y2 = batch
+    with autocast(x, cfg.bf16):
+        logits = models["student"](x)
+        loss, ce1, ce2 = multitask_ce(logits, y1, y2, cfg.alpha)
+    _optimise(optimizer, loss)
+    return _out(loss, ce1, ce2, logits)
+
+
+def sd_dropout_step(models, optimizer, teacher, batch, cfg) -> dict:
+    """SD-Dropout (Lee et al. 2022) as the authors ran it (reference notes §4.3).
+
+    Dropout ``p = cfg.sdd_dropout`` on the shared features with four independent masks, two views
+    per task; ``SDD_k = T^2 * sdd_loss(view_a, view_b)`` at ``T = cfg.sdd_temperature``; CE on the
+    clean logits; ``loss = alpha (CE1 + w SDD1) + (1 - alpha) (CE2 + w SDD2)`` with ``w = cfg.sdd_weight``.
+    """
+    x, y1, y2 = batch
+    model, t, p = models["student"], cfg.sdd_temperature, cfg.sdd_dropout
+    head1, head2 = model.heads[0], model.heads[1]
+    with autocast(x, cfg.bf16):
+        f = model.features(x)
+        logits = (head1(f), head2(f))
+        _, ce1, ce2 = multitask_ce(logits, y1, y2, cfg.alpha)
+        views = [F.dropout(f, p=p, training=True) for _ in range(4)]  # four independent masks
+        sdd1 = sdd_loss(head1(views[0]), head1(views[1]), t) * t**2
+        sdd2 = sdd_loss(head2(views[2]), head2(views[3]), t) * t**2
+        w = cfg.sdd_weight
+        loss = cfg.alpha * (ce1 + w * sdd1) + (1.0 - cfg.alpha) * (ce2 + w * sdd2)
+    _optimise(optimizer, loss)
+    return _out(loss, ce1, ce2, logits, sdd1, sdd2)
+
+
+def _distill(models, optimizer, teacher, batch, cfg, temperature: float, lam: float) -> dict:
+    """CE + lam * KD per task against ``teacher`` on the same batch (paper Eq. 5)."""
+    x, y1, y2 = batch
+    with autocast(x, cfg.bf16):
+        logits = models["student"](x)
+        with torch.no_grad():
+            t_logits = teacher(x)
+        _, ce1, ce2 = multitask_ce(logits, y1, y2, cfg.alpha)
+        kd1 = kd_loss(logits[0], t_logits[0], temperature)
+        kd2 = kd_loss(logits[1], t_logits[1], temperature)
+        loss = cfg.alpha * (ce1 + lam * kd1) + (1.0 - cfg.alpha) * (ce2 + lam * kd2)
+    _optimise(optimizer, loss)
+    return _out(loss, ce1, ce2, logits, kd1, kd2, teacher_logits=t_logits)
+
+
+def smooth_distill_step(models, optimizer, teacher: EMATeacher, batch, cfg) -> dict:
+    """Smooth-Distill: distil from the EMA teacher (T = cfg.temperature, lam = cfg.lam), then
+    ``theta_T <- a theta_T + (1 - a) theta_S`` right after the optimizer step (reference notes §3.2)."""
+    out = _distill(models, optimizer, teacher, batch, cfg, cfg.temperature, cfg.lam)
+    teacher.update()
+    return out
+
+
+def born_again_step(models, optimizer, teacher, batch, cfg) -> dict:
+    """Born-Again stage 2: distil a fresh student from the frozen stage-1 multitask net
+    (T = cfg.ba_temperature, lam = cfg.ba_lam). Stage 1 is :func:`multitask_step`."""
+    return _distill(models, optimizer, teacher, batch, cfg, cfg.ba_temperature, cfg.ba_lam)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registry entry: the step, how many nets/heads, and what kind of teacher it uses."""
+
+    name: str
+    step: Step
+    description: str
+    single_task: bool = False  # two single-head nets instead of one two-head net
+    teacher: str | None = None  # None | "ema" (built from the student) | "stage1" (trained first)
+    stage1: str | None = None  # method trained first to give the teacher (born_again)
+
+
+METHODS: dict[str, Method] = {
+    "singletask": Method("singletask", singletask_step,
+                         "two independent single-head nets, plain CE each (cost counts both)", single_task=True),
+    "multitask": Method("multitask", multitask_step, "one two-head net, alpha CE1 + (1 - alpha) CE2"),
+    "sd_dropout": Method("sd_dropout", sd_dropout_step,
+                         "multitask + symmetric KL between dropout views of the shared features (T=2)"),
+    "born_again": Method("born_again", born_again_step,
+                         "stage 1 multitask teacher, stage 2 fresh student with CE + lam KD (T=3)",
+                         teacher="stage1", stage1="multitask"),
+    "smooth_distill": Method("smooth_distill", smooth_distill_step,
+                             "CE + lam KD from an EMA teacher updated after every step (T=3, a=0.999)",
+                             teacher="ema"),
+}  # fmt: skip
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,210 @@
+"""Notebook helpers for the chapters: set-up, ``glue`` with a fallback, the provenance banner, timings.
+
+- :func:`glue` stores a value for the book's prose (``{glue:text}`name```) through myst-nb, and
+  falls back to plain display where myst-nb is not installed (e.g. Colab).
+- :func:`banner` shows where a chapter's outputs come from (mode, device, data, library commit,
+  date) as a small table; every chapter shows it as its first output.
+- :func:`setup` makes figures compact (PNG, small size, moderate dpi) and returns the run mode.
+- :func:`time_table` shows a chapter's measured wall time per mode and device, read from
+  ``book/_timings.json`` (written by ``tools/execute_chapter.py``, never by hand).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root
+
+#: the measured-timings file, relative to the repository root
+TIMINGS_FILE = Path("book") / "_timings.json"
+DEVICES = ("cpu", "gpu")
+NOT_MEASURED = "not measured"
+
+
+def _display(obj: Any) -> None:
+    # IPython is always there in a kernel; outside one (plain python, tests) print the text form.
+    try:
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - IPython is a dependency of every notebook front end
+        print(obj)
+        return
+    display(obj)
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """Store ``value`` under ``name`` for the book's prose; return ``value``.
+
+    With myst-nb installed this is ``myst_nb.glue`` (the value's display forms go into the cell's
+    outputs, hidden unless ``display``). Without it (Colab), the value is only shown when
+    ``display`` is true: the prose then simply reads the numbers printed by the cells.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"glue name must be a Python-identifier-like string, got {name!r}")
+    if isinstance(value, np.generic):  # numpy 2 scalars print as 'np.int64(5)': glue the Python number
+        value = value.item()
+    try:
+        from myst_nb import glue as _myst_glue
+    except ImportError:
+        if display:
+            _display(value)
+        return value
+    _myst_glue(name, value, display=display)
+    return value
+
+
+def _format_data(data: Any) -> str:
+    if data is None:
+        return "none"
+    if isinstance(data, Mapping):
+        return "; ".join(f"{k}: {_format_value(v)}" for k, v in data.items())
+    return str(data)
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return ", ".join(str(x) for x in v) if v else "none"
+    return str(v)
+
+
+def provenance_table(prov: Mapping[str, Any]) -> pd.DataFrame:
+    """The banner's rows (``field``, ``value``) from a :func:`provenance.provenance` dict.
+
+    Rows: mode, device, data, library (version, commit, whether the checkout had local changes),
+    software versions, date (UTC). Missing keys show as ``unknown``.
+    """
+    get = lambda k: prov.get(k) if prov.get(k) is not None else "unknown"  # noqa: E731
+    device = str(get("device"))
+    if prov.get("cpu_count") and device.startswith("cpu"):
+        device += f" ({prov['cpu_count']} cores)"
+    library = f"smoothdistill_lib {get('library')}, commit {get('commit')}"
+    if prov.get("dirty"):
+        library += " + local changes"
+    software = f"Python {get('python')}, torch {get('torch')}, numpy {get('numpy')}"
+    rows = [
+        ("mode", str(get("mode"))),
+        ("device", device),
+        ("data", _format_data(prov.get("data"))),
+        ("library", library),
+        ("software", software),
+        ("date (UTC)", str(get("timestamp"))),
+    ]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def banner(mode: str | ModeSettings | None = None, data: Any = None, show: bool = True) -> dict:
+    """Show (and return) the provenance of this chapter's outputs.
+
+    ``mode``: run mode name or settings (default ``$SMOOTHDISTILL_MODE``); ``data``: what data the
+    chapter uses, e.g. ``{"dataset": "wisdm", "subjects": [1600, 1604], "protocol": "paper"}``.
+    The dict comes from :func:`smoothdistill_lib.provenance.provenance`.
+    """
+    from smoothdistill_lib.provenance import provenance  # lazy: git and torch probing
+
+    name = mode.name if isinstance(mode, ModeSettings) else get_mode(mode).name
+    prov = provenance(mode=name, data=data)
+    if show:
+        table = provenance_table(prov)
+        try:
+            from IPython.display import Markdown
+        except ImportError:  # pragma: no cover
+            print(table.to_string(index=False))
+        else:
+            _display(Markdown("**Provenance of the outputs below**\n\n" + _markdown_table(table)))
+    return prov
+
+
+def _markdown_table(df: pd.DataFrame) -> str:
+    # pandas.to_markdown needs the optional 'tabulate' package; two columns are easy to write here.
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def setup(mode: str | None = None, figsize: tuple[float, float] = (6.0, 3.2), dpi: int = 90) -> ModeSettings:
+    """Compact figures and tidy tables for a chapter; returns the run mode's settings.
+
+    PNG figures (not SVG/retina) at ``dpi`` keep executed notebooks small.
+    """
+    import matplotlib as mpl
+
+    mpl.rcParams.update({"figure.figsize": figsize, "figure.dpi": dpi, "savefig.dpi": dpi,
+                         "figure.autolayout": True})
+    try:  # inline backend only exists inside a kernel
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+    except ImportError:  # pragma: no cover
+        pass
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.width", 120)
+    return get_mode(mode)
+
+
+# ---- measured timings ---------------------------------------------------------------------------
+
+def timings_path(root: Path | None = None) -> Path:
+    """``book/_timings.json`` under ``root`` (default: the repository root)."""
+    return Path(root or project_root()) / TIMINGS_FILE
+
+
+def load_timings(path: Path | None = None) -> dict:
+    """All recorded timings: ``{chapter: {device: {mode: {"seconds": s, ...}}}}`` ({} if no file)."""
+    path = Path(path) if path else timings_path()
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); delete it and re-run tools/execute_chapter.py") from e
+
+
+def record_timing(chapter: str, mode: str, device: str, seconds: float, path: Path | None = None,
+                  **extra: Any) -> dict:
+    """Store one measured wall time (``device`` in ``cpu``/``gpu``) and return the whole table."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if not seconds >= 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+    path = Path(path) if path else timings_path()
+    table = load_timings(path)
+    table.setdefault(chapter, {}).setdefault(device, {})[mode] = {"seconds": round(float(seconds), 1), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)  # atomic: a crash never leaves half a file
+    return table
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``'45 s'``, ``'3.2 min'``, ``'1.5 h'``; :data:`NOT_MEASURED` for ``None``."""
+    if seconds is None:
+        return NOT_MEASURED
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def time_table(chapter: str, path: Path | None = None) -> pd.DataFrame:
+    """Measured wall time of ``chapter`` per mode (rows) and device (columns, CPU and GPU).
+
+    Cells never measured say :data:`NOT_MEASURED`. The device that measured each entry is kept in
+    the JSON file (e.g. ``"cpu: 2 cores"``).
+    """
+    entry = load_timings(path).get(chapter, {})
+    rows = {}
+    for m in MODES:
+        rows[m] = {d.upper(): format_seconds(entry.get(d, {}).get(m, {}).get("seconds")) for d in DEVICES}
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df.index.name = "mode"
+    return df

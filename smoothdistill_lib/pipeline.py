@@ -1,0 +1,169 @@
+"""One call from a dataset name to model-ready windows and a split: :func:`prepare`.
+
+recording -> windows -> (mode-sized cap) -> split -> leakage meter -> normalisation. Two presets:
+
+=============  ==========  ===========  ============  ================
+protocol       stream      label_rule   split         normalise
+=============  ==========  ===========  ============  ================
+``paper``      paper       last         paper_split   none (raw units)
+``subject``    session     majority     subject_split standardize
+=============  ==========  ===========  ============  ================
+
+Any preset choice can be overridden by argument. ``X`` is kept in ONE layout (default ``"axes"``);
+callers feeding the faithful MTL-net (model ``mtlnet``) convert with
+``windows.to_layout(X, "axes", "faithful")`` or ask for ``layout="faithful"`` here.
+
+Normalisation: with ``normalise="standardize"`` a :class:`~smoothdistill_lib.splits.Standardizer`
+is fitted on ``split.train`` only (fit + validation windows of every fold; never a test window)
+and APPLIED to ``Prepared.windows.X`` here, so the engine needs no normalisation step. The fitted
+statistics (6 numbers) are stored in ``Prepared.standardizer``. Validation windows do contribute
+to them: 6 per-axis numbers, a negligible leak we accept for one shared ``X``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.recordings import Recording
+from smoothdistill_lib.splits import (
+    PROTOCOLS,
+    Split,
+    Standardizer,
+    leakage,
+    paper_split,
+    stratified_cap,
+    subject_split,
+)
+from smoothdistill_lib.windows import Windows, make_windows
+
+#: protocol -> the choices it implies (each overridable by an argument of :func:`prepare`)
+PRESETS = {
+    "paper": {"stream": "paper", "label_rule": "last", "normalise": "none", "layout": "axes"},
+    "subject": {"stream": "session", "label_rule": "majority", "normalise": "standardize", "layout": "axes"},
+}
+NORMALISE = ("none", "standardize")
+
+
+@dataclass
+class Prepared:
+    """Everything the engine, runner and chapters need for one dataset/protocol/seed."""
+
+    windows: Windows
+    split: Split
+    recording: dict  # name, n_samples, subjects, activity/placement names, sampling rate
+    options: dict  # every choice used (JSON-able): dataset, protocol, mode, seed, stream, ...
+    leakage: dict  # splits.leakage(windows, split)
+    standardizer: Standardizer  # identity when normalise="none"
+
+    def summary(self) -> dict:
+        """Counts, classes, split sizes and leakage as one JSON-able dict (what CLI ``windows`` prints)."""
+        w = self.windows
+        c1, c2 = w.n_classes
+        return {
+            "dataset": self.options["dataset"], "protocol": self.options["protocol"],
+            "seed": self.options["seed"], "mode": self.options["mode"],
+            "n_windows": len(w), "n_train": len(self.split.train), "n_test": len(self.split.test),
+            "n_folds": self.split.n_folds,
+            "fold_sizes": [[len(f), len(v)] for f, v in self.split.folds],
+            "n_classes_task1": c1, "n_classes_task2": c2,
+            "class_counts_task1": w.class_counts(1), "class_counts_task2": w.class_counts(2),
+            "n_subjects": len(np.unique(w.subject)),
+            "leakage": self.leakage, "notes": list(self.split.notes),
+            "options": self.options, "recording": self.recording,
+            "standardizer": self.standardizer.to_dict(),
+        }
+
+
+def _load_recording(name: str, mode: str, **options) -> Recording:
+    # lazy: the loaders (and their dependencies) are only imported when a dataset is loaded
+    from smoothdistill_lib import datasets
+
+    return datasets.load_recording(name, mode=mode, **options)
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
+
+
+def prepare(
+    dataset: str | Recording,
+    protocol: str = "paper",
+    mode: str | None = None,
+    seed: int = 42,
+    label_rule: str | None = None,
+    layout: str | None = None,
+    normalise: str | None = None,
+    stream: str | None = None,
+    max_windows: int | None = None,
+    length: int = 100,
+    step: int = 60,
+    n_folds: int = 5,
+    **load_options,
+) -> Prepared:
+    """Load ``dataset`` (a registry name, or a :class:`Recording` already loaded), window it, cap it
+    to the mode's ``max_windows`` (stratified by task-1 label; within subjects for the subject
+    protocol), split it by ``protocol`` with ``seed``, measure leakage and normalise.
+
+    ``mode`` (quick | demo | full, default ``$SMOOTHDISTILL_MODE``) sizes the data: the loader gets it
+    (e.g. quick mode loads 3 WISDM subjects) and ``max_windows`` defaults to its cap.
+    ``load_options`` go to ``datasets.load_recording``.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"prepare: protocol={protocol!r}; choose one of {PROTOCOLS}")
+    preset = PRESETS[protocol]
+    stream = stream or preset["stream"]
+    label_rule = label_rule or preset["label_rule"]
+    layout = layout or preset["layout"]
+    normalise = normalise or preset["normalise"]
+    if normalise not in NORMALISE:
+        raise ValueError(f"prepare: normalise={normalise!r}; choose one of {NORMALISE}")
+    settings = get_mode(mode)
+    cap = settings.max_windows if max_windows is None else max_windows
+
+    if isinstance(dataset, Recording):
+        rec = dataset
+    else:
+        rec = _load_recording(dataset, settings.name, **load_options)
+    windows = make_windows(rec, length=length, step=step, stream=stream, label_rule=label_rule, layout=layout)
+    n_uncapped = len(windows)
+    if cap is not None and n_uncapped > cap:
+        windows = windows.subset(stratified_cap(windows, cap, seed, by_subject=protocol == "subject"))
+
+    if protocol == "paper":
+        split = paper_split(windows, seed=seed, n_folds=n_folds)
+    else:
+        split = subject_split(windows, seed=seed, n_folds=n_folds)
+    if len(windows) < n_uncapped:
+        split.notes.append(f"capped to {len(windows)} of {n_uncapped} windows (stratified, seed {seed})")
+    meter = leakage(windows, split)
+
+    if normalise == "standardize":
+        standardizer = Standardizer.fit(windows.X, split.train, layout=layout)
+        windows.X = standardizer.transform(windows.X)
+    else:
+        standardizer = Standardizer.identity(layout)
+
+    options = _jsonable({
+        "dataset": rec.name if isinstance(dataset, Recording) else dataset, "protocol": protocol,
+        "mode": settings.name, "seed": seed, "stream": stream, "label_rule": label_rule,
+        "layout": layout, "normalise": normalise, "length": length, "step": step, "n_folds": n_folds,
+        "max_windows": cap, "n_windows_uncapped": n_uncapped, "load_options": load_options,
+    })
+    recording = _jsonable({
+        "name": rec.name, "n_samples": len(rec), "subjects": [int(s) for s in rec.subjects()],
+        "activity_names": list(rec.activity_names), "placement_names": list(rec.placement_names),
+        "sampling_rate_hz": float(rec.sampling_rate_hz),
+    })
+    return Prepared(windows, split, recording, options, meter, standardizer)
+
+
+def cli_windows(args) -> int:
+    """``python -m smoothdistill_lib windows --dataset NAME [--protocol P] [--seed S] [--mode M]``:
+    prints one JSON object (:meth:`Prepared.summary`)."""
+    prepared = prepare(args.dataset, protocol=args.protocol, mode=args.mode, seed=args.seed)
+    print(json.dumps(prepared.summary()))
+    return 0

@@ -1,0 +1,406 @@
+"""Tables 5-8 (and the lambda / training-ratio ablations) from run records only.
+
+:func:`load_records` reads ``results/<experiment>/runs/*.json`` (written by :mod:`runner`) into one
+tidy DataFrame: one row per run x split (val/test) x who (student/teacher) x task (1/2), with the
+run's settings, its scalar metrics (percent, from :mod:`metrics`) and compute figures as columns,
+and the per-class table, confusion matrix and training history as object columns.
+
+The table functions return *numeric* DataFrames (pandas API for the chapters, e.g.
+``table5(df).loc[("wisdm", "smooth_distill"), (1, "test", "accuracy", "mean")]``);
+:func:`format_table` turns "mean/sd/n" columns into ``"68.59 ± 0.41"`` strings for display and
+:func:`to_markdown` prints them. ``python -m smoothdistill_lib report EXPERIMENT`` does both and
+writes one CSV per table.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smoothdistill_lib.config import MODES, results_dir
+from smoothdistill_lib.runner import LAM_METHODS, METHODS, scan_records
+
+#: one row = one run x split x who x task; these identify the run's grid cell
+RUN_COLUMNS = ["run_id", "experiment", "mode", "dataset", "protocol", "model", "method", "lam",
+               "train_ratio", "seed", "fold"]
+SCALARS = ("accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")
+SPLITS = ("val", "test")
+PER_CLASS = ("accuracy", "sensitivity", "ppv", "npv")
+# settings that, when they vary within a (dataset, method), become extra index levels of a table
+_VARYING = ("protocol", "model", "lam", "train_ratio")
+
+
+# ----------------------------------------------------------------------------- loading
+def experiment_folder(experiment: str | os.PathLike, results_root: str | os.PathLike | None = None) -> Path:
+    """The folder of ``experiment``: a path holding ``runs/``, or a name under the results folder."""
+    p = Path(experiment)
+    if (p / "runs").is_dir():
+        return p
+    root = Path(results_root) if results_root is not None else results_dir()
+    if (root / str(experiment) / "runs").is_dir():
+        return root / str(experiment)
+    found = sorted(d.name for d in root.glob("*") if (d / "runs").is_dir()) if root.is_dir() else []
+    raise FileNotFoundError(
+        f"no records for experiment {experiment!r} under {root} (experiments there: {found or 'none'}); "
+        f"run `python -m smoothdistill_lib run configs/{p.name}.yaml` first"
+    )
+
+
+def load_records(experiment: str | os.PathLike, mode: str | None = None,
+                 results_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All records of ``experiment`` in one tidy DataFrame (see the module docstring).
+
+    ``mode``: keep the records of that run mode; default: the largest mode present (full > demo >
+    quick), with a warning naming the others. Invalid record files are skipped with a warning (the
+    runner moves them aside and reruns them). Raises if two records fill the same grid cell with
+    different settings: the tables would silently mix them.
+    """
+    folder = experiment_folder(experiment, results_root)
+    scan = scan_records(folder / "runs", quarantine=False)
+    for _path, why in scan.corrupt:
+        warnings.warn(f"skipping invalid record {why}", stacklevel=2)
+    if not scan.valid:
+        raise FileNotFoundError(f"no valid records in {folder / 'runs'}")
+    present = sorted({r["spec"]["mode"] for r in scan.valid.values()}, key=MODES.index)
+    if mode is None:
+        mode = present[-1]
+        if len(present) > 1:
+            warnings.warn(f"{folder.name}: records of modes {present}; using {mode!r} "
+                          f"(pass mode=... to choose)", stacklevel=2)
+    elif mode not in present:
+        raise ValueError(f"{folder.name}: no records of mode {mode!r}; modes present: {present}")
+    rows = []
+    for rec in scan.valid.values():
+        if rec["spec"]["mode"] == mode:
+            rows.extend(_rows(rec, folder.name))
+    df = pd.DataFrame(rows)
+    _check_cells(df, folder)
+    df["method"] = pd.Categorical(df["method"], _method_order(df["method"]))
+    return df.sort_values(["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold",
+                           "split", "who", "task"], kind="stable").reset_index(drop=True)
+
+
+def _method_order(methods) -> list[str]:
+    present = set(methods)
+    return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
+
+
+def _rows(rec: dict, experiment: str) -> list[dict]:
+    s = rec["spec"]
+    base = {"run_id": rec["run_id"], "experiment": experiment, "mode": s["mode"], "dataset": s["dataset"],
+            "protocol": s["protocol"], "model": s["model"], "method": s["method"],
+            "lam": np.nan if s["lam"] is None else float(s["lam"]),
+            "train_ratio": np.nan if s["train_ratio"] is None else float(s["train_ratio"]),
+            "seed": s["seed"], "fold": s["fold"], "epochs": s["train"].get("epochs"),
+            "best_epoch": rec["best_epoch"]}
+    data = rec.get("data") or {}
+    for k in ("n_fit", "n_val", "n_test"):
+        base[k] = data.get(k)
+    base.update(_compute_columns(rec.get("compute") or {}))
+    base["history"] = rec["history"]
+    out = []
+    for e in rec["evaluation"]:
+        row = {**base, "split": e["split"], "who": e["who"], "task": int(e["task"])}
+        for k, v in e["metrics"].items():
+            row[k] = np.nan if v is None else v
+        names = data.get("activity_names" if row["task"] == 1 else "placement_names")
+        row["class_names"] = names
+        row["per_class"] = e.get("per_class")
+        row["confusion"] = e.get("confusion")
+        out.append(row)
+    return out
+
+
+def _compute_columns(compute: dict) -> dict:
+    """Each compute figure ``{"value", "unit", "how"}`` -> columns ``<name>``, ``<name>_unit``,
+    ``<name>_how``; nested groups (e.g. ``{"training": {...}}``) become ``<group>_<name>``."""
+    out: dict = {}
+
+    def walk(prefix: str, d):
+        if isinstance(d, dict) and "value" in d:
+            out[prefix] = np.nan if d["value"] is None else d["value"]
+            for extra in ("unit", "how"):
+                if extra in d:
+                    out[f"{prefix}_{extra}"] = d[extra]
+        elif isinstance(d, dict):
+            for k, v in d.items():
+                walk(f"{prefix}_{k}" if prefix else k, v)
+        elif isinstance(d, int | float | str) or d is None:
+            out[prefix] = np.nan if d is None else d
+
+    walk("", compute)
+    return out
+
+
+def _check_cells(df: pd.DataFrame, folder: Path) -> None:
+    cell = ["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold"]
+    per_run = df.drop_duplicates("run_id")
+    dup = per_run[per_run.duplicated(cell, keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        ids = dup.loc[(dup[cell] == first[cell]).all(axis=1) | dup[cell].isna().eq(first[cell].isna()).all(axis=1),
+                      "run_id"].tolist()
+        raise ValueError(
+            f"{folder}: {len(dup)} records share a grid cell with different settings (e.g. run_ids "
+            f"{ids[:2]}, {first['dataset']}/{first['method']} seed {first['seed']} fold {first['fold']}): "
+            f"rerun the experiment's config (the runner moves stale records aside) or remove the old ones"
+        )
+
+
+# ----------------------------------------------------------------------------- summaries
+def _keys(df: pd.DataFrame, base: list[str]) -> list[str]:
+    """``base`` plus the settings that take several values within one ``base`` group."""
+    extra = []
+    for c in _VARYING:
+        if c in base or c not in df:
+            continue
+        if df.groupby(base, observed=True, dropna=False)[c].nunique(dropna=False).max() > 1:
+            extra.append(c)
+    return base + extra
+
+
+def summarize(df: pd.DataFrame, by: list[str], columns: list[str], values=("accuracy", "macro_f1")) -> pd.DataFrame:
+    """Mean, sd (ddof=1) and n of ``values`` over the runs of each ``by`` group (NaNs skipped).
+
+    Rows: ``by``; columns: MultiIndex ``(*columns, metric, stat)`` with stat in mean/sd/n.
+    """
+    if df.empty:
+        raise ValueError("no rows to summarise (check the filters: dataset, who, split ...)")
+    long = df.melt(id_vars=[*by, *columns], value_vars=list(values), var_name="metric")
+    # categoricals keep the display order (val before test, metrics as asked) through the sorting
+    long["metric"] = pd.Categorical(long["metric"], list(values))
+    if "split" in columns:
+        long["split"] = pd.Categorical(long["split"], _ordered(long["split"], SPLITS))
+    g = long.groupby([*by, *columns, "metric"], observed=True, dropna=False)["value"]
+    stats = pd.concat({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.count()}, axis=1)
+    stats.columns = pd.CategoricalIndex(stats.columns, ["mean", "sd", "n"], name="stat")
+    wide = stats.unstack([*columns, "metric"])
+    wide = wide.reorder_levels([*columns, "metric", "stat"], axis=1).sort_index(axis=1)
+    return wide
+
+
+def _ordered(values, first) -> list:
+    present = list(dict.fromkeys(values))
+    return [v for v in first if v in present] + [v for v in present if v not in first]
+
+
+def _only(df: pd.DataFrame, **eq) -> pd.DataFrame:
+    for k, v in eq.items():
+        if v is None:
+            continue
+        if v not in set(df[k]):
+            raise ValueError(f"no records with {k}={v!r}; present: {sorted(map(str, set(df[k])))}")
+        df = df[df[k] == v]
+    return df
+
+
+def table5(df: pd.DataFrame, who: str = "student", values=("accuracy", "macro_f1")) -> pd.DataFrame:
+    """Table 5: accuracy and macro-F1 (percent) on val and test, both tasks, per dataset x method,
+    mean/sd/n over seeds x folds. Runs of the ratio ablation are left out. Columns
+    ``(task, split, metric, stat)``; settings varying within a method (protocol, model, lambda)
+    become extra index levels."""
+    d = _only(df, who=who)
+    d = d[d["train_ratio"].isna()]
+    return summarize(d, _keys(d, ["dataset", "method"]), ["task", "split"], values)
+
+
+def table6(df: pd.DataFrame, dataset: str, task: int = 1, split: str = "test", who: str = "student") -> pd.DataFrame:
+    """Table 6: per-class one-vs-rest Accuracy, Sensitivity, PPV, NPV (percent, mean over runs,
+    undefined rates skipped) of ``task`` on ``dataset``. Rows: classes in label order; columns
+    ``(method, metric)``."""
+    d = _only(df, dataset=dataset, task=task, split=split, who=who)
+    d = d[d["train_ratio"].isna()]
+    rows = []
+    for r in d.itertuples(index=False):
+        for pc in r.per_class or []:
+            rows.append({"method": str(r.method), "class": str(pc["class"]),
+                         **{m: np.nan if pc.get(m) is None else float(pc[m]) for m in PER_CLASS}})
+    if not rows:
+        raise ValueError(f"no per-class results for {dataset} task {task} {split}/{who}")
+    long = pd.DataFrame(rows)
+    names = next((n for n in d["class_names"] if n), None) or list(dict.fromkeys(long["class"]))
+    t = long.groupby(["class", "method"], observed=True)[list(PER_CLASS)].mean().unstack("method")
+    t = t.swaplevel(axis=1)
+    methods = _ordered(long["method"], list(d["method"].cat.categories))
+    t = t.reindex(columns=pd.MultiIndex.from_product([methods, list(PER_CLASS)], names=["method", "metric"]))
+    return t.reindex([str(n) for n in names])
+
+
+def table7(df: pd.DataFrame, baseline: str = "singletask") -> pd.DataFrame:
+    """Table 7: inference params, size (MB), FLOPs per window, training seconds per run (mean),
+    training-time ratio vs ``baseline`` (same dataset and settings), peak memory and energy per run
+    (mean), with how each figure was obtained (``*_how`` columns)."""
+    runs = df[df["train_ratio"].isna()].drop_duplicates("run_id")
+    keys = _keys(runs, ["dataset", "method"])
+    figures = [c for c in runs.columns if c not in RUN_COLUMNS and f"{c}_how" in runs.columns
+               and pd.api.types.is_numeric_dtype(runs[c])]
+    if not figures:
+        raise ValueError("the records hold no compute figures")
+    g = runs.groupby(keys, observed=True, dropna=False)
+    t = g[figures].mean()
+    t.insert(0, "n", g.size())
+    time_col = next((c for c in ("train_seconds", "training_seconds", "train_time") if c in t), None)
+    if time_col is not None and baseline in set(runs["method"]):
+        base = t.xs(baseline, level="method")[time_col]
+        others = t.index.droplevel("method")
+        t.insert(t.columns.get_loc(time_col) + 1, "time_ratio", t[time_col].to_numpy() / base.reindex(others).to_numpy())
+    for c in figures:
+        for extra in ("unit", "how"):
+            col = f"{c}_{extra}"
+            if col in runs:
+                t[col] = g[col].agg(lambda s: "; ".join(dict.fromkeys(map(str, s.dropna()))))
+    return t
+
+
+def table8(df: pd.DataFrame, dataset: str, task: int = 1, test: str = "ttest", metric: str = "accuracy",
+           split: str = "test", who: str = "student", adjust: str | None = None) -> pd.DataFrame:
+    """Table 8: methods x methods p-values of ``metric`` paired on (seed, fold), via
+    :func:`stats.pvalue_matrix` (``test="ttest"`` reproduces the paper's assumption; the book
+    recommends ``test="corrected", adjust="holm"``)."""
+    from smoothdistill_lib import stats
+
+    d = _only(df, dataset=dataset, task=task, split=split, who=who)
+    d = d[d["train_ratio"].isna()]
+    keys = _keys(d, ["dataset", "method"])
+    if len(keys) > 2:
+        raise ValueError(f"{dataset}: records vary in {keys[2:]}; filter them to one setting first")
+    tidy = d[["method", "seed", "fold", metric]].assign(method=d["method"].astype(str))
+    # the corrected test's training/evaluation sizes (equal across the cells of one split up to rounding)
+    n_eval = d["n_test" if split == "test" else "n_val"]
+    n_train = int(d["n_fit"].mean()) if d["n_fit"].notna().any() else None
+    n_test = int(n_eval.mean()) if n_eval.notna().any() else None
+    return stats.pvalue_matrix(tidy, "method", metric, ("seed", "fold"), test=test, adjust=adjust,
+                               n_train=n_train, n_test=n_test)
+
+
+def lambda_table(df: pd.DataFrame, method: str = "smooth_distill", who: str = "student",
+                 values=("accuracy", "macro_f1")) -> pd.DataFrame:
+    """The lambda sweep (Fig. 4): rows (dataset, lambda), columns (task, split, metric, stat).
+    lambda = 0 trains without distillation; its *teacher* (``who="teacher"``) is "EMA weights only"."""
+    d = _only(df, method=method, who=who)
+    d = d[d["train_ratio"].isna()]
+    return summarize(d, _keys(d, ["dataset", "lam"]), ["task", "split"], values)
+
+
+def ratio_table(df: pd.DataFrame, split: str = "test", who: str = "student",
+                values=("accuracy", "macro_f1")) -> pd.DataFrame:
+    """The training-ratio ablation (Figs. 5-7): rows (dataset, model, train_ratio), columns
+    (task, metric, stat) on ``split``."""
+    d = _only(df, split=split, who=who)
+    d = d[d["train_ratio"].notna()]
+    if d.empty:
+        raise ValueError("no training-ratio runs in these records")
+    return summarize(d, _keys(d, ["dataset", "model", "train_ratio"]), ["task"], values)
+
+
+# ----------------------------------------------------------------------------- display
+def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """Strings for display: ``(..., metric, stat)`` columns become ``"mean ± sd"``; an ``n`` column
+    is added when n is the same across a row, else ``"mean ± sd (n)"``. Other tables are rounded."""
+    if not (isinstance(t.columns, pd.MultiIndex) and t.columns.names[-1] == "stat"):
+        out = t.copy()
+        for c in out.columns:
+            if pd.api.types.is_float_dtype(out[c]):
+                out[c] = out[c].map(lambda v: _num(v, digits))
+        return out
+    mean = t.xs("mean", axis=1, level="stat")
+    sd = t.xs("sd", axis=1, level="stat")
+    n = t.xs("n", axis=1, level="stat")
+    same_n = (n.nunique(axis=1, dropna=True) <= 1).all()
+    out = pd.DataFrame(index=t.index, columns=mean.columns, dtype=object)
+    for c in mean.columns:
+        for i in range(len(t)):
+            m, s, k = mean[c].iloc[i], sd[c].iloc[i], n[c].iloc[i]
+            txt = _num(m, digits) if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
+            out.iloc[i, out.columns.get_loc(c)] = txt if same_n else f"{txt} ({int(k)})"
+    if same_n:
+        out[("n",) + ("",) * (out.columns.nlevels - 1)] = n.max(axis=1).astype(int)
+    return out
+
+
+def _num(v, digits: int) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
+    """A markdown table of :func:`format_table` ``(t)``, MultiIndex levels joined with spaces."""
+    f = format_table(t, digits)
+    f = f.copy()
+    f.columns = [_join(c) for c in f.columns]
+    if isinstance(f.index, pd.MultiIndex) or f.index.name:
+        f = f.reset_index()
+        f.columns = [_join(c) for c in f.columns]
+    else:
+        f = f.reset_index(names="")
+    try:
+        return f.to_markdown(index=False)
+    except ImportError:  # pandas needs `tabulate` for to_markdown; a plain pipe table is 4 lines
+        cells = [[str(c) for c in f.columns]] + [[str(v) for v in row] for row in f.itertuples(index=False)]
+        lines = ["| " + " | ".join(r) + " |" for r in cells]
+        lines.insert(1, "|" + "|".join("---" for _ in f.columns) + "|")
+        return "\n".join(lines)
+
+
+def _join(c) -> str:
+    if isinstance(c, tuple):
+        return " ".join(str(x) for x in c if str(x) != "").strip()
+    return str(c)
+
+
+def flat(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` with its column MultiIndex joined by ``_`` (for CSV files)."""
+    f = t.copy()
+    if isinstance(f.columns, pd.MultiIndex):
+        f.columns = ["_".join(str(x) for x in c if str(x) != "") for c in f.columns]
+    return f
+
+
+def all_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every table the records support, by name (``table5``, ``table6_<dataset>``, ...)."""
+    out: dict[str, pd.DataFrame] = {}
+    cv = df[df["train_ratio"].isna()]
+    if len(cv):
+        out["table5"] = table5(df)
+        for ds in cv["dataset"].unique():
+            if cv.loc[cv["dataset"] == ds, "per_class"].notna().any():
+                out[f"table6_{ds}"] = table6(df, ds)
+        try:
+            out["table7"] = table7(df)
+        except ValueError:
+            pass
+        sd = cv[cv["who"] == "student"]
+        for ds in sd["dataset"].unique():
+            d = sd[sd["dataset"] == ds]
+            if d["method"].nunique() >= 2 and d.groupby("method", observed=True)["run_id"].nunique().min() >= 2:
+                for task in (1, 2):
+                    try:
+                        out[f"table8_{ds}_task{task}"] = table8(df, ds, task)
+                    except ValueError as e:
+                        print(f"table8 {ds} task {task}: {e}", file=sys.stderr)
+        lam = cv[cv["method"].isin(LAM_METHODS)]
+        if lam["lam"].nunique(dropna=False) > 1:
+            out["lambda"] = lambda_table(df)
+    if df["train_ratio"].notna().any():
+        out["ratio"] = ratio_table(df)
+    return out
+
+
+def cli_report(args) -> int:
+    """``python -m smoothdistill_lib report EXPERIMENT [--out DIR]``: markdown to stdout, CSVs to DIR."""
+    folder = experiment_folder(args.experiment)
+    df = load_records(folder)
+    out = Path(args.out) if args.out else folder
+    out.mkdir(parents=True, exist_ok=True)
+    n_runs = df["run_id"].nunique()
+    print(f"# {folder.name} ({df['mode'].iloc[0]} mode, {n_runs} runs)\n")
+    for name, t in all_tables(df).items():
+        print(f"## {name}\n\n{to_markdown(t)}\n")
+        flat(t).to_csv(out / f"{name}.csv")
+    print(f"CSV files: {out}", file=sys.stderr)
+    return 0

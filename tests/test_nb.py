@@ -1,0 +1,285 @@
+"""Notebook helpers (``smoothdistill_lib.nb``), the chapter tools, and the book's conventions.
+
+The convention tests read every committed chapter ``book/NN_*.ipynb`` (JSON only, nothing runs):
+set-up cell first, provenance banner as first output, >= 2 ``# NBVAL_CHECK_OUTPUT`` cells, GPU
+tags paired, no error output, < 2 MB, every glued name used in the prose exists, ``_toc.yml``
+lists exactly the chapters that exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import runpy
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+from smoothdistill_lib import nb
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import execute_chapter  # noqa: E402
+import new_chapter  # noqa: E402
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+# ---- glue ----------------------------------------------------------------------------------------
+
+def test_glue_uses_myst_nb_and_glues_numpy_scalars_as_python_numbers(monkeypatch):
+    import myst_nb
+    from IPython.core.formatters import format_display_data
+    from myst_nb.core.variables import format_plain_text
+
+    calls = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.append((name, value, display)))
+    assert nb.glue("n_windows", np.int64(143023)) == 143023
+    name, value, display = calls[0]
+    assert (name, display) == ("n_windows", False) and type(value) is int
+    # what the book's {glue:text}`n_windows:,d` role then renders from the text/plain form
+    text = format_display_data(value)[0]["text/plain"]
+    assert format_plain_text(text, ",d") == "143,023"
+    # a raw numpy scalar would not format (its repr is 'np.int64(143023)')
+    raw = format_display_data(np.int64(143023))[0]["text/plain"]
+    with pytest.raises(ValueError):
+        format_plain_text(raw, ",d")
+
+
+def test_glue_fallback_without_myst_nb(monkeypatch):
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # import fails, as on Colab
+    shown = []
+    monkeypatch.setattr(nb, "_display", shown.append)
+    assert nb.glue("a", 1.5) == 1.5 and shown == []
+    assert nb.glue("b", "text", display=True) == "text" and shown == ["text"]
+
+
+@pytest.mark.parametrize("bad", ["", "two words", "1x", None])
+def test_glue_rejects_bad_names(bad):
+    with pytest.raises(ValueError, match="glue name"):
+        nb.glue(bad, 1)
+
+
+# ---- banner --------------------------------------------------------------------------------------
+
+def test_provenance_table_rows_and_flags():
+    prov = {"mode": "demo", "device": "cpu: AMD EPYC", "cpu_count": 2, "commit": "abc1234", "dirty": True,
+            "library": "0.1.0", "python": "3.11.7", "torch": "2.13.0", "numpy": "2.4.6",
+            "timestamp": "2025-01-01T00:00:00+00:00",
+            "data": {"dataset": "wisdm", "subjects": [1600, 1604], "protocol": "paper"}}
+    t = nb.provenance_table(prov).set_index("field")["value"]
+    assert list(t.index) == ["mode", "device", "data", "library", "software", "date (UTC)"]
+    assert t["device"] == "cpu: AMD EPYC (2 cores)"
+    assert t["data"] == "dataset: wisdm; subjects: 1600, 1604; protocol: paper"
+    assert t["library"] == "smoothdistill_lib 0.1.0, commit abc1234 + local changes"
+    clean = nb.provenance_table({**prov, "dirty": False, "commit": None}).set_index("field")["value"]
+    assert clean["library"] == "smoothdistill_lib 0.1.0, commit unknown"
+
+
+def test_banner_shows_markdown_with_mode_and_data(monkeypatch):
+    shown = []
+    monkeypatch.setattr(nb, "_display", shown.append)
+    prov = nb.banner("quick", data={"dataset": "sleepsim", "subjects": 4})
+    assert prov["mode"] == "quick" and prov["data"] == {"dataset": "sleepsim", "subjects": 4}
+    (md,) = shown
+    text = md.data
+    assert text.startswith("**Provenance") and "| mode | quick |" in text
+    assert "| data | dataset: sleepsim; subjects: 4 |" in text
+    with pytest.raises(ValueError, match="unknown run mode"):
+        nb.banner("fast")
+
+
+# ---- setup and timings ---------------------------------------------------------------------------
+
+def test_setup_compact_figures_and_mode():
+    import matplotlib as mpl
+
+    m = nb.setup("quick", figsize=(5, 3), dpi=80)
+    assert m.name == "quick"
+    assert tuple(mpl.rcParams["figure.figsize"]) == (5, 3) and mpl.rcParams["figure.dpi"] == 80
+
+
+def test_timings_round_trip_and_table(tmp_path):
+    path = tmp_path / "book" / "_timings.json"
+    assert nb.load_timings(path) == {}
+    nb.record_timing("01_x", "quick", "cpu", 12.34, path=path, device_name="cpu: test")
+    nb.record_timing("01_x", "demo", "cpu", 200, path=path)
+    data = json.loads(path.read_text())
+    assert data["01_x"]["cpu"]["quick"] == {"seconds": 12.3, "device_name": "cpu: test"}
+    t = nb.time_table("01_x", path=path)
+    assert list(t.index) == ["quick", "demo", "full"] and list(t.columns) == ["CPU", "GPU"]
+    assert t.loc["quick", "CPU"] == "12 s" and t.loc["demo", "CPU"] == "3.3 min"
+    assert t.loc["full", "CPU"] == nb.NOT_MEASURED and (t["GPU"] == nb.NOT_MEASURED).all()
+    assert (nb.time_table("never_run", path=path) == nb.NOT_MEASURED).all().all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "fast"}, "mode"), ({"device": "tpu"}, "device"), ({"seconds": -1}, "seconds"),
+])
+def test_record_timing_rejects_bad_input(tmp_path, kwargs, match):
+    args = {"chapter": "01_x", "mode": "quick", "device": "cpu", "seconds": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        nb.record_timing(path=tmp_path / "t.json", **args)
+
+
+def test_corrupt_timings_file_names_the_file(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        nb.load_timings(path)
+
+
+def test_format_seconds():
+    assert [nb.format_seconds(s) for s in (0.4, 89, 90, 5399, 5400)] == ["0 s", "89 s", "1.5 min", "90.0 min", "1.5 h"]
+    assert nb.format_seconds(None) == nb.NOT_MEASURED
+
+
+# ---- tools ---------------------------------------------------------------------------------------
+
+def _nb(cells):
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+def test_check_notebook_finds_errors_missing_banner_and_size():
+    banner = nbformat.v4.new_output("display_data", data={"text/markdown": "**Provenance of the outputs below**"})
+    err = nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])
+    good = _nb([nbformat.v4.new_code_cell("x", outputs=[banner])])
+    assert execute_chapter.check_notebook(good, 1000) == []
+    bad = _nb([nbformat.v4.new_code_cell("x", outputs=[err])])
+    problems = execute_chapter.check_notebook(bad, 3_000_000)
+    assert any("error output ValueError: boom" in p for p in problems)
+    assert any("provenance banner" in p for p in problems)
+    assert any("MB" in p for p in problems)
+
+
+def test_execute_chapter_runs_records_and_refreshes_timing_cells(tmp_path, monkeypatch):
+    """One real kernel run (a few seconds): mode reaches the kernel, timing cell sees this run."""
+    timings = tmp_path / "_timings.json"
+    monkeypatch.setattr(nb, "timings_path", lambda root=None: timings)
+    setup = nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom smoothdistill_lib import nb")
+    cells = [
+        setup,
+        nbformat.v4.new_code_cell("import os\nfrom IPython.display import Markdown\n"
+                                  "Markdown('**Provenance** ' + os.environ['SMOOTHDISTILL_MODE'])"),
+        nbformat.v4.new_code_cell(f"nb.time_table('t01', path={str(timings)!r}).loc['quick', 'CPU']"),
+        nbformat.v4.new_code_cell("raise RuntimeError('never runs')"),
+    ]
+    cells[2].metadata["tags"] = ["chapter-timings"]
+    cells[3].metadata["tags"] = ["skip-execution", "nbval-skip"]
+    path = tmp_path / "t01.ipynb"
+    nbformat.write(_nb(cells), path)
+    assert execute_chapter.main([str(path), "--mode", "quick", "--timeout", "120"]) == 0
+    out = nbformat.read(path, as_version=4)
+    assert "quick" in out.cells[1].outputs[0]["data"]["text/markdown"]
+    assert nb.NOT_MEASURED not in out.cells[2].outputs[0]["data"]["text/plain"]  # refreshed after recording
+    assert out.cells[3].outputs == []
+    assert "quick" in json.loads(timings.read_text())["t01"]["cpu"]
+
+
+def test_execute_chapter_writes_nothing_on_error(tmp_path, capsys):
+    cells = [nbformat.v4.new_code_cell("1 / 0")]
+    path = tmp_path / "t02.ipynb"
+    nbformat.write(_nb(cells), path)
+    before = path.read_text()
+    assert execute_chapter.main([str(path), "--mode", "quick", "--no-record"]) == 1
+    assert path.read_text() == before
+    assert "nothing written" in capsys.readouterr().err
+    assert execute_chapter.main([str(tmp_path / "missing.ipynb")]) == 2
+
+
+def test_new_chapter_from_template(tmp_path):
+    out = new_chapter.new_chapter("04_demo", "A demo chapter", book_dir=tmp_path)
+    notebook = nbformat.read(out, as_version=4)
+    text = "\n".join(c.source for c in notebook.cells)
+    assert notebook.cells[0].source.startswith("# A demo chapter")
+    assert "{{" not in text and 'nb.time_table("04_demo")' in text
+    assert "```{note}" not in notebook.cells[0].source  # the template's note about itself is dropped
+    assert all(c.outputs == [] for c in notebook.cells if c.cell_type == "code")
+    with pytest.raises(FileExistsError):
+        new_chapter.new_chapter("04_demo", "again", book_dir=tmp_path)
+    with pytest.raises(ValueError, match="two digits"):
+        new_chapter.new_chapter("mtlnet", "x", book_dir=tmp_path)
+
+
+# ---- book configuration --------------------------------------------------------------------------
+
+def test_widget_scripts_are_vendored_and_wired():
+    sphinx = _config()["sphinx"]["config"]
+    static = [ROOT / p for p in sphinx["html_static_path"]]
+    scripts = sphinx["nb_ipywidgets_js"]
+    assert set(scripts) == {"require.js", "embed-amd.js"}
+    for name in scripts:
+        assert "://" not in name  # no CDN
+        assert any((d / name).is_file() and (d / name).stat().st_size > 10_000 for d in static), name
+    assert all(d.name != "_static" for d in static)
+
+
+def test_toc_lists_exactly_the_chapters_that_exist():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part.get("chapters") or []]
+    assert all((ROOT / f).with_suffix(".ipynb").exists() or (ROOT / f).with_suffix(".md").exists() for f in files)
+    listed = sorted(f for f in files if re.match(r"book/\d\d_", f))
+    assert listed == [f"book/{p.stem}" for p in CHAPTERS]
+
+
+def test_pytest_collects_only_numbered_chapters():
+    globs = runpy.run_path(str(ROOT / "conftest.py"))["collect_ignore_glob"]
+    ignored = lambda rel: any(fnmatch.fnmatch(str(ROOT / rel), str(ROOT / g)) for g in globs)  # noqa: E731
+    assert ignored("book/_template.ipynb") and ignored("book/notes.ipynb")
+    assert not ignored("book/01_preface.ipynb") and not ignored("tests/test_nb.py")
+
+
+def test_template_setup_cell_uses_the_repository_url():
+    template = nbformat.read(BOOK / "_template.ipynb", as_version=4)
+    setup = next(c for c in template.cells if c.cell_type == "code").source
+    assert f'REPO_URL = "{_config()["repository"]["url"]}"' in setup
+
+
+# ---- chapter conventions (committed notebooks) ---------------------------------------------------
+
+GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
+GLUE_DIRECTIVE = re.compile(r"^[`:]{3,}\{glue(?::\w+)?\}\s+(\S+)", re.M)
+
+
+def _glued_names(notebook) -> set[str]:
+    return {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in notebook.cells
+            if c.cell_type == "code" for o in c.get("outputs", [])} - {None}
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_conventions(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    template_setup = next(c for c in nbformat.read(BOOK / "_template.ipynb", as_version=4).cells
+                          if c.cell_type == "code").source
+    # the set-up cell: first code cell, the template's apart from the EXTRAS / NEEDED lines
+    differ = [a for a, b in zip(code[0].source.splitlines(), template_setup.splitlines(), strict=False) if a != b]
+    assert all(line.startswith(("EXTRAS =", "NEEDED =")) for line in differ), differ
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert outputs and "Provenance" in outputs[0].get("data", {}).get("text/markdown", "")
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in code) >= 2
+    for c in code:
+        tags = set(c.metadata.get("tags", []))
+        assert ("nbval-skip" in tags) == ("skip-execution" in tags), c.source[:80]
+    timing = [c for c in code if "chapter-timings" in c.metadata.get("tags", [])]
+    assert len(timing) == 1 and f'nb.time_table("{path.stem}")' in timing[0].source
+    assert path.stat().st_size < 2_000_000
+    prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    used = {m.split(":")[0] for m in GLUE_ROLE.findall(prose)} | set(GLUE_DIRECTIVE.findall(prose))
+    missing = used - _glued_names(notebook)
+    assert not missing, f"prose uses glue names with no stored value: {sorted(missing)}"
+    if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs):
+        assert notebook.metadata.get("widgets"), "widgets shown but no widget state stored"

@@ -1,0 +1,145 @@
+"""Plots: each function returns a Figure with the expected panels and labels on small inputs."""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from smoothdistill_lib.plots import (  # noqa: E402
+    bar_with_ci,
+    plot_confusion,
+    plot_history,
+    plot_lambda_sweep,
+    plot_ratio_curves,
+)
+
+
+def _visible(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def _history(epochs=4, teacher=False, stages=1, seed=0) -> pd.DataFrame:
+    """A history with the engine's column names (engine.FitResult docstring)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for stage, e in itertools.product(range(1, stages + 1), range(1, epochs + 1)):
+        row = {"epoch": e, "stage": stage, "train_loss": 1 / e}
+        for k in (1, 2):
+            row |= {f"train_loss_task{k}": 1 / e + rng.random() * 0.1, f"val_loss_task{k}": 1.1 / e,
+                    f"train_acc_task{k}": 50 + 10 * e, f"val_acc_task{k}": 45 + 10 * e + stage,
+                    f"teacher_val_acc_task{k}": (44 + 10 * e) if teacher else np.nan,
+                    f"teacher_val_loss_task{k}": (1.2 / e) if teacher else np.nan}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_plot_history_layout_methods_and_teacher():
+    hist = {"multitask": _history(), "smooth_distill": _history(teacher=True), "born_again": _history(stages=2)}
+    fig = plot_history(hist, task_names=("activity", "placement"))
+    assert isinstance(fig, Figure)
+    axes = _visible(fig)
+    assert len(axes) == 8  # 2 tasks x (train loss, val loss, train acc, val acc)
+    titles = [ax.get_title() for ax in axes]
+    assert titles[:4] == ["activity: train loss", "activity: validation loss", "activity: train accuracy",
+                          "activity: validation accuracy"]
+    assert titles[4].startswith("placement")
+    assert axes[2].get_ylabel() == "accuracy (%)" and axes[0].get_xlabel() == "epoch"
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert {"multitask", "born_again", "smooth_distill", "teacher"} <= set(labels)
+    # the methods appear in the paper's order in the legend
+    assert labels.index("multitask") < labels.index("born_again") < labels.index("smooth_distill")
+    # validation-accuracy panel of task 1: 3 students + 1 teacher line
+    assert len(axes[3].get_lines()) >= 4
+
+
+def test_plot_history_single_frame_records_and_runs():
+    fig = plot_history(_history().to_dict(orient="records"), tasks=(1,))
+    assert len(_visible(fig)) == 4 and not fig.legends
+    # several runs per method: mean line with a CI band (a PolyCollection)
+    fig = plot_history({"multitask": [_history(seed=0), _history(seed=1)]}, tasks=(1,))
+    assert any(len(ax.collections) > 0 for ax in _visible(fig)[:1])
+    # only accuracy columns: only the accuracy panels
+    acc_only = _history()[["epoch", "train_acc_task1", "val_acc_task1"]]
+    assert len(_visible(plot_history(acc_only, tasks=(1,)))) == 2
+    with pytest.raises(ValueError, match="no curve columns"):
+        plot_history(pd.DataFrame({"epoch": [1], "foo": [2]}))
+
+
+def test_plot_confusion_normalised_panels():
+    cm = [[8, 2, 0], [1, 9, 0], [0, 0, 0]]
+    fig = plot_confusion(cm, ["up", "left", "down"], title="smooth_distill")
+    heat = fig.axes[0]
+    assert heat.get_title() == "smooth_distill" and heat.get_xlabel() == "predicted"
+    assert [t.get_text() for t in heat.get_xticklabels()] == ["up", "left", "down"]
+    values = heat.collections[0].get_array()
+    assert np.asarray(values).reshape(-1)[:2].tolist() == [80.0, 20.0]
+    texts = [t.get_text() for t in heat.texts]
+    assert "80" in texts and "90" in texts
+    assert len(fig.axes) == 2  # heatmap + colourbar
+    fig = plot_confusion({"multitask": cm, "born_again": cm, "smooth_distill": cm}, ["a", "b", "c"])
+    assert len(fig.axes) == 4 and fig.axes[2].get_title() == "smooth_distill"
+    with pytest.raises(ValueError, match="expected"):
+        plot_confusion({"a": cm, "b": [[1, 2], [3, 4]]})
+    with pytest.raises(ValueError, match="2 class names for 3"):
+        plot_confusion(cm, ["a", "b"])
+
+
+def _sweep() -> pd.DataFrame:
+    rows = []
+    for ds, task, lam, seed in itertools.product(["sleepsim", "wisdm"], [1, 2], [0, 0.001, 0.1, 0.5, 1.0], range(3)):
+        rows.append({"dataset": ds, "task": task, "lam": lam, "seed": seed, "accuracy": 60 + 10 * lam + seed})
+    return pd.DataFrame(rows)
+
+
+def test_plot_lambda_sweep():
+    fig = plot_lambda_sweep(_sweep())
+    axes = _visible(fig)
+    assert len(axes) == 2 and [ax.get_title() for ax in axes] == ["task 1", "task 2"]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["0", "0.001", "0.1", "0.5", "1"]
+    assert axes[0].get_ylabel() == "accuracy (%)" and axes[0].get_xlabel().startswith("λ")
+    assert {t.get_text() for leg in fig.legends for t in leg.get_texts()} >= {"sleepsim", "wisdm"}
+    # mean of seeds 0..2 at lambda = 1: 70 + 1 = 71
+    line = axes[0].get_lines()[0]
+    assert line.get_ydata()[-1] == pytest.approx(71.0)
+    with pytest.raises(ValueError, match="columns \\['lambda'\\]"):
+        plot_lambda_sweep(_sweep(), x="lambda")
+
+
+def test_plot_ratio_curves_grid():
+    rows = []
+    for ds, task, model, ratio, seed in itertools.product(["sleepsim", "wisdm"], [1, 2], ["gru", "mtlnet", "lstm"],
+                                                          [0.1, 0.5, 0.9], range(2)):
+        rows.append({"dataset": ds, "task": task, "model": model, "train_ratio": ratio, "seed": seed,
+                     "accuracy": 50 + 40 * ratio + seed})
+    fig = plot_ratio_curves(pd.DataFrame(rows))
+    axes = _visible(fig)
+    assert len(axes) == 4  # 2 datasets x 2 tasks
+    assert axes[0].get_title() == "dataset sleepsim, task 1" and axes[0].get_xlabel() == "training ratio"
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert labels == ["mtlnet", "lstm", "gru"]  # architecture order, not input order
+    one = plot_ratio_curves(pd.DataFrame(rows).query("dataset == 'wisdm'"), row=None)
+    assert len(_visible(one)) == 2
+
+
+def test_bar_with_ci():
+    df = pd.DataFrame({"method": ["smooth_distill"] * 3 + ["singletask"] * 3,
+                       "energy": [1.0, 1.2, 1.1, 2.0, 2.2, 2.1]})
+    fig = bar_with_ci(df, "method", "energy", ylabel="kWh")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["singletask", "smooth_distill"]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([2.1, 1.1])
+    assert ax.get_ylabel() == "kWh" and len(ax.get_lines()) >= 2  # error bars drawn
+    df["task"] = [1, 2, 1, 1, 2, 1]
+    fig = bar_with_ci(df, "method", "energy", hue="task")
+    assert {t.get_text() for leg in fig.legends for t in leg.get_texts()} == {"1", "2"}
+    with pytest.raises(ValueError, match="empty"):
+        bar_with_ci(df.iloc[:0], "method", "energy")

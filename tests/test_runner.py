@@ -1,0 +1,268 @@
+"""Experiment runner: configs, grid expansion, run_ids, atomic records, resume, corruption, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smoothdistill_lib import runner
+from smoothdistill_lib.cli import main as cli_main
+from smoothdistill_lib.config import get_mode
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ----------------------------------------------------------------------------- a run with known numbers
+# Stand-in for runner.run_one (also used by test_report). Accuracies are exact by construction
+# (100 windows per split, k of them right): task-1 accuracy = 50 + 8 * method index
+# + seed * (1 + method index % 2) (+1 for the teacher); task-2 accuracy = 80 + seed.
+NAMES = (["lie", "sit", "walk"], ["phone", "watch"])
+N = 100
+
+
+def task1_accuracy(method: str, seed: int, who: str = "student") -> int:
+    mi = runner.METHODS.index(method)
+    return 50 + 8 * mi + seed * (1 + mi % 2) + (who == "teacher")
+
+
+def fake_predictions(k: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.arange(N) % n_classes
+    y_pred = y_true.copy()
+    y_pred[: N - k] = (y_true[: N - k] + 1) % n_classes  # the first N - k are wrong
+    return y_true, y_pred
+
+
+def fake_run(spec: runner.RunSpec, device=None) -> dict:
+    mi = runner.METHODS.index(spec.method)
+    whos = ["student", "teacher"] if spec.method == "smooth_distill" else ["student"]
+    preds = {}
+    for split in ("val", "test"):
+        for who in whos:
+            y1t, y1p = fake_predictions(task1_accuracy(spec.method, spec.seed, who), 3)
+            y2t, y2p = fake_predictions(80 + spec.seed, 2)
+            preds[(split, who)] = {"y1_true": y1t, "y1_pred": y1p, "y2_true": y2t, "y2_pred": y2p}
+
+    def fig(v, unit):
+        return {"value": v, "unit": unit, "how": "fake"}
+
+    return {
+        "config": spec.train,
+        "data": {"n_windows": 6 * N, "n_fit": 4 * N, "n_val": N, "n_test": N,
+                 "activity_names": NAMES[0], "placement_names": NAMES[1]},
+        "best_epoch": 1,
+        "evaluation": runner.evaluate(preds, NAMES),
+        "history": [{"epoch": 1, "train_loss": 1.0 / (1 + mi), "val_acc_task1": 50.0}],
+        "compute": {"params": fig(1000 * (mi + 1), "parameters"),
+                    "train_seconds": fig(10.0 * (mi + 1) + spec.seed, "s"),
+                    "energy": fig(0.001 * (mi + 1), "kWh")},
+        "provenance": {"fake": True},
+    }
+
+
+def small(**kw) -> runner.Experiment:
+    d = {"name": "t", "datasets": ["sleepsim"], "methods": ["multitask", "smooth_distill"], "seeds": [0, 1],
+         "folds": [0], "epochs": 1}
+    d.update(kw)
+    return runner.Experiment.from_dict(d)
+
+
+def record_files(folder: Path) -> list[Path]:
+    return sorted((folder / "runs").glob("*.json"))
+
+
+# ----------------------------------------------------------------------------- config
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_round_trip(tmp_path, suffix):
+    exp = small(lams=[0.1, None], train_options={"selection": "task1"}, description="x")
+    path = runner.save_experiment(exp, tmp_path / f"e{suffix}")
+    back = runner.load_experiment(path)
+    assert back == exp
+    assert [s.run_id for s in runner.expand(back)] == [s.run_id for s in runner.expand(exp)]
+
+
+@pytest.mark.parametrize("text, key", [
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nmetods: [x]\n", "metods"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [smooth]\n", "methods"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_ratios: [1.5]\n", "train_ratios"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_options: {lr0: 1}\n", "train_options"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nprotocols: [random]\n", "protocols"),
+    ("datasets: [sleepsim]\nmethods: [multitask]\n", "name"),
+    ("name: t\ndatasets: [sleepsim\n", "YAML"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        runner.load_experiment(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_cli_run_bad_config_is_one_clear_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nseed: [1]\n")
+    assert cli_main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "'seed'" in err and "Traceback" not in err
+    assert cli_main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+@pytest.mark.parametrize("name, n", [("main", 5 * 2 * 2), ("lambda", 5 * 2), ("ratio", 9 * 5 * 2)])
+def test_shipped_configs_expand(name, n):
+    """The shipped configs load; in quick mode (1 seed, 1 fold) their grids have the paper's size."""
+    exp = runner.load_experiment(ROOT / "configs" / f"{name}.yaml")
+    assert exp.mode is None  # one file for every mode: the mode comes from the CLI / environment
+    specs = runner.expand(exp, mode="quick")
+    assert len(specs) == n and len({s.run_id for s in specs}) == n
+    full = runner.expand(exp, mode="full")
+    per_seed_fold = 1 if name == "ratio" else 5  # the ratio ablation uses one fixed split
+    assert len(full) == n * 5 * per_seed_fold
+    assert {s.layout for s in specs if s.model == "mtlnet"} == {"faithful"}
+    assert {s.layout for s in specs if s.model != "mtlnet"} <= {"axes"}
+
+
+# ----------------------------------------------------------------------------- grid
+def test_expand_grid_and_stable_run_ids():
+    exp = small(methods=["singletask", "smooth_distill"], lams=[0.1, 0.5], protocols=["paper", "subject"])
+    specs = runner.expand(exp)
+    # smooth_distill x 2 lambdas + singletask once (lambda does not apply), x 2 protocols x 2 seeds
+    assert len(specs) == (2 + 1) * 2 * 2
+    assert {s.lam for s in specs if s.method == "singletask"} == {None}
+    assert sorted({s.lam for s in specs if s.method == "smooth_distill"}) == [0.1, 0.5]
+    assert all(s.train["epochs"] == 1 and s.train["batch_size"] == get_mode().batch_size for s in specs)
+    ids = [s.run_id for s in specs]
+    assert len(set(ids)) == len(ids) and all(len(i) == 12 for i in ids)
+    assert ids == [s.run_id for s in runner.expand(exp)]  # deterministic
+    # the experiment's name and the order of the lists do not change a run's identity ...
+    other = small(name="renamed", methods=["smooth_distill", "singletask"], lams=[0.5, 0.1],
+                  protocols=["subject", "paper"])
+    assert set(ids) == {s.run_id for s in runner.expand(other)}
+    # ... but every setting does: epochs, a training option, the mode's sizes
+    assert not set(ids) & {s.run_id for s in runner.expand(small(epochs=2))}
+    assert not set(ids) & {s.run_id for s in runner.expand(small(train_options={"lr": 0.01}))}
+    quick, demo = runner.expand(small(), mode="quick"), runner.expand(small(), mode="demo")
+    assert not {s.run_id for s in quick} & {s.run_id for s in demo}
+
+
+def test_expand_defaults_from_mode_and_ratio_uses_fold0():
+    exp = small(seeds=None, folds=None, epochs=None, train_ratios=[None, 0.5], methods=["multitask"])
+    ms = get_mode("demo")
+    specs = runner.expand(exp, mode="demo")
+    cv = [s for s in specs if s.train_ratio is None]
+    assert sorted({(s.seed, s.fold) for s in cv}) == [(i, j) for i in range(ms.n_seeds) for j in range(ms.n_folds)]
+    ratio = [s for s in specs if s.train_ratio == 0.5]
+    assert {s.fold for s in ratio} == {0} and len(ratio) == ms.n_seeds
+    assert all(s.train["epochs"] == ms.epochs for s in specs)
+
+
+def test_spec_identity_covers_engine_defaults():
+    """The hash covers the fully resolved TrainConfig, e.g. the default lambda of smooth_distill."""
+    (spec,) = [s for s in runner.expand(small(seeds=[0])) if s.method == "smooth_distill"]
+    from smoothdistill_lib.engine import TrainConfig
+
+    assert spec.lam == TrainConfig.lam == spec.train["lam"]
+    assert spec.train["temperature"] == TrainConfig.temperature and "device" not in spec.train
+    assert runner.RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).run_id == spec.run_id
+
+
+# ----------------------------------------------------------------------------- atomic write
+def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    runner.atomic_write_json(path, {"a": 1, "x": np.float32(0.5), "nan": float("nan")})
+    assert json.loads(path.read_text()) == {"a": 1, "x": 0.5, "nan": None}  # strict JSON: NaN -> null
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner.os, "replace", boom)
+    with pytest.raises(OSError):
+        runner.atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 1, "x": 0.5, "nan": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+# ----------------------------------------------------------------------------- run, resume, corruption
+def test_run_writes_valid_records_and_resumes(tmp_path):
+    exp = small()
+    s1 = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False, limit=1)
+    assert len(s1.ran) == 1 and s1.pending == 3 and s1.done_before == 0
+    s2 = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert s2.done_before == 1 and len(s2.ran) == 3 and s2.pending == 0
+    assert not set(s1.ran) & set(s2.ran)
+    files = record_files(tmp_path / "t")
+    assert {p.stem for p in files} == {s.run_id for s in runner.expand(exp)}
+    for p in files:
+        rec = runner.read_record(p)
+        assert rec["spec"]["experiment"] == "t" and rec["schema"] == runner.SCHEMA
+        ev = {(e["split"], e["who"], e["task"]): e for e in rec["evaluation"]}
+        acc = ev[("test", "student", 1)]["metrics"]["accuracy"]
+        assert acc == pytest.approx(task1_accuracy(rec["spec"]["method"], rec["spec"]["seed"]))
+        assert np.asarray(ev[("test", "student", 1)]["confusion"]).sum() == N
+    s3 = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert s3.ran == [] and s3.done_before == 4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed"])
+def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
+    exp = small(seeds=[0])
+    runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    files = record_files(tmp_path / "t")
+    victim = files[0]
+    text = victim.read_text()
+    if damage == "garbage":
+        victim.write_bytes(b"\x00\xff not json")
+    elif damage == "truncated":
+        victim.write_text(text[: len(text) // 2])
+    elif damage == "missing_key":
+        rec = json.loads(text)
+        del rec["evaluation"]
+        victim.write_text(json.dumps(rec))
+    elif damage == "hash_mismatch":  # a record edited by hand: its spec no longer hashes to its id
+        rec = json.loads(text)
+        rec["spec"]["train"]["epochs"] = 99
+        victim.write_text(json.dumps(rec))
+    else:  # a valid record under another run's name
+        victim.write_text(files[1].read_text())
+    summary = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert summary.ran == [victim.stem]
+    assert len(summary.corrupt) == 1 and victim.name in summary.corrupt[0]
+    assert "corrupt" in capsys.readouterr().err
+    assert (victim.parent / (victim.name + ".corrupt")).exists()
+    runner.read_record(victim)  # rerun: valid again
+
+
+def test_leftover_temp_file_of_a_killed_writer_is_ignored_and_removed(tmp_path):
+    exp = small(seeds=[0])
+    runs = tmp_path / "t" / "runs"
+    runs.mkdir(parents=True)
+    (runs / ".abc.json.xyz.tmp").write_text('{"half": ')
+    summary = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert len(summary.ran) == 2 and not list(runs.glob("*.tmp"))
+
+
+def test_changed_config_moves_stale_records_and_keeps_other_modes(tmp_path):
+    runner.run_experiment(small(seeds=[0]), results_root=tmp_path, run_fn=fake_run, progress=False)
+    old = {p.stem for p in record_files(tmp_path / "t")}
+    runner.run_experiment(small(seeds=[0]), results_root=tmp_path, run_fn=fake_run, progress=False, mode="demo")
+    s = runner.run_experiment(small(seeds=[0], epochs=2), results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert set(s.stale) == old and len(s.ran) == 2
+    assert {p.stem for p in (tmp_path / "t" / "stale").glob("*.json")} == old
+    assert s.other_modes == {"demo": 2}
+    assert len(record_files(tmp_path / "t")) == 4  # 2 new quick + 2 demo
+
+
+def test_run_fn_without_required_keys_fails_before_writing(tmp_path):
+    def broken(spec, device=None):
+        body = fake_run(spec)
+        del body["history"]
+        return body
+
+    with pytest.raises(ValueError, match="history"):
+        runner.run_experiment(small(seeds=[0]), results_root=tmp_path, run_fn=broken, progress=False)
+    assert record_files(tmp_path / "t") == []
