@@ -111,7 +111,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100), batc
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    x = torch.randn(batch_size, *input_shape, device=device)
+    x = torch.zeros(batch_size, *input_shape, device=device)  # zeros: no draw from the global RNG
     counter = FlopCounterMode(display=False)
     rnns = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
     correction, before = [0], {}
@@ -136,6 +136,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100), batc
             h.remove()
         model.train(was_training)
     total = (counter.get_total_flops() + correction[0]) / batch_size
+    total = int(total) if float(total).is_integer() else total  # per-window counts are whole numbers
     how = _FLOPS_HOW + (f"; {len(rnns)} recurrent module(s) by the analytic gate formula" if rnns else "")
     return _record(total, "FLOPs per window", how, macs=total / 2)
 
@@ -183,8 +184,9 @@ def method_cost(
     if input_shape is None:
         input_shape = (1, 3, model_options.get("window_length", 100))
     c1, c2 = (int(c) for c in n_classes)
-    nets = [builder(model, (c1,), **model_options), builder(model, (c2,), **model_options)] \
-        if method == "singletask" else [builder(model, (c1, c2), **model_options)]
+    heads = [(c1,), (c2,)] if method == "singletask" else [(c1, c2)]
+    with torch.random.fork_rng(devices=[]):  # building models draws init weights: keep the caller's RNG
+        nets = [builder(model, h, **model_options) for h in heads]
     costs = [model_cost(m, input_shape) for m in nets]
     params = sum(c["params"]["value"] for c in costs)
     size = sum(c["size_mb"]["value"] for c in costs)
@@ -339,6 +341,7 @@ class CostMeter:
             self._energy_mj = self._reader() - self._e0
 
     def records(self) -> dict:
+        """``{"seconds": s, "peak_memory": MB, "energy": kWh}`` records of the finished block."""
         if self.seconds is None:
             raise RuntimeError("CostMeter.records() called before the measured block finished")
         dev, name = self.device, _device_name(self.device)

@@ -115,16 +115,14 @@ def banner(mode: str | ModeSettings | None = None, data: Any = None, show: bool 
         except ImportError:  # pragma: no cover
             print(table.to_string(index=False))
         else:
-            _display(Markdown("**Provenance of the outputs below**\n\n" + _markdown_table(table)))
+            _display(Markdown("**Provenance of the outputs below**\n\n" + _markdown_list(table)))
     return prov
 
 
-def _markdown_table(df: pd.DataFrame) -> str:
-    # pandas.to_markdown needs the optional 'tabulate' package; two columns are easy to write here.
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines)
+def _markdown_list(df: pd.DataFrame) -> str:
+    # A bullet list, not a table: myst-nb renders text/markdown outputs as CommonMark (no tables).
+    esc = lambda v: str(v).replace("\n", " ").replace("*", "\\*").replace("_", "\\_")  # noqa: E731
+    return "\n".join(f"- {esc(field)}: {esc(value)}" for field, value in df.itertuples(index=False))
 
 
 def setup(mode: str | None = None, figsize: tuple[float, float] = (6.0, 3.2), dpi: int = 90) -> ModeSettings:

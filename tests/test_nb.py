@@ -93,8 +93,9 @@ def test_banner_shows_markdown_with_mode_and_data(monkeypatch):
     assert prov["mode"] == "quick" and prov["data"] == {"dataset": "sleepsim", "subjects": 4}
     (md,) = shown
     text = md.data
-    assert text.startswith("**Provenance") and "| mode | quick |" in text
-    assert "| data | dataset: sleepsim; subjects: 4 |" in text
+    assert text.startswith("**Provenance") and "\n- mode: quick\n" in text
+    assert "\n- data: dataset: sleepsim; subjects: 4\n" in text
+    assert "smoothdistill\\_lib" in text  # escaped for Markdown
     with pytest.raises(ValueError, match="unknown run mode"):
         nb.banner("fast")
 

@@ -62,14 +62,9 @@ def _device() -> str:
 
 
 def _device_name() -> str:
-    try:
-        import torch
+    from smoothdistill_lib.provenance import device_description
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:  # pragma: no cover
-        pass
-    return f"cpu: {os.cpu_count()} cores"
+    return f"{device_description()} ({os.cpu_count()} cores)"
 
 
 def _refresh_timing_cells(notebook, cwd: Path, timeout: int) -> int:

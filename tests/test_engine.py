@@ -1,0 +1,264 @@
+"""The engine: every method trains, runs are reproducible, the tested weights are the best epoch's,
+batching covers every window once, bad input fails clearly, and the ``train`` CLI prints its JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import binomtest
+from torch import nn
+
+from smoothdistill_lib import engine
+from smoothdistill_lib.engine import TrainConfig, fit, predict
+from smoothdistill_lib.methods import METHODS
+
+
+class TinyNet(nn.Module):
+    """Smallest net of the models contract: ``features`` then one Linear head per task."""
+
+    def __init__(self, n_classes=(4, 3), length: int = 12):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * length, 16), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(16, c) for c in n_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        f = self.features(x)
+        return tuple(h(f) for h in self.heads)
+
+
+def _synthetic(n: int = 300, seed: int = 0):
+    """Separable toy windows (N, 1, 3, 12): task 1 (4 classes) shifts row 0, task 2 (3) row 1."""
+    rng = np.random.default_rng(seed)
+    y1, y2 = rng.integers(0, 4, n), rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 1, 3, 12)).astype(np.float32)
+    X[:, 0, 0, :] += y1[:, None]
+    X[:, 0, 1, :] += 1.5 * y2[:, None]
+    return X, y1, y2
+
+
+def _tiny_fit(data, fit_idx, val_idx, test_idx, **cfg):
+    kw = {"method": "multitask", "epochs": 3, "seed": 0, "batch_size": 32, **cfg}
+    return fit(data, fit_idx, val_idx, test_idx, TrainConfig(**kw), progress=False, build=TinyNet,
+               n_classes=(4, 3))  # fmt: skip
+
+
+# ------------------------------------------------------------------ every method on sleepsim quick
+
+
+@pytest.fixture(scope="module")
+def sleepsim_quick():
+    """The simulator's quick-mode windows in the faithful layout (what ``mtlnet`` is fed)."""
+    from smoothdistill_lib import sleepsim
+    from smoothdistill_lib.pipeline import prepare
+
+    return prepare(sleepsim.load(mode="quick"), mode="quick", layout="faithful")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_lowers_the_loss_and_beats_chance(sleepsim_quick, method):
+    torch.set_num_threads(1)
+    w, split = sleepsim_quick.windows, sleepsim_quick.split
+    fit_idx, val_idx = split.folds[0]
+    res = fit(w, fit_idx, val_idx, split.test, TrainConfig(method=method, model="mtlnet", epochs=2, seed=0),
+              progress=False)  # fmt: skip
+    h = res.history
+    stages = 2 if method == "born_again" else 1
+    assert len(h) == 2 * stages and list(h["stage"]) == [s for s in range(1, stages + 1) for _ in range(2)]
+    last = h[h["stage"] == stages]
+    ce = last["train_loss_task1"] + last["train_loss_task2"]
+    assert ce.iloc[-1] < ce.iloc[0]  # training lowers the loss
+    c1, c2 = w.n_classes
+    p = res.predictions[("test", "student")]
+    for task, c in ((1, c1), (2, c2)):
+        hits = int((p[f"y{task}_pred"] == p[f"y{task}_true"]).sum())
+        assert binomtest(hits, len(split.test), 1 / c, alternative="greater").pvalue < 1e-3, (method, task)
+    # contract: selection, weights, predictions, cost
+    assert 1 <= res.best_epoch <= 2
+    nets = {"task1", "task2"} if method == "singletask" else {"student"}
+    has_teacher = method in ("born_again", "smooth_distill")
+    assert set(res.state_dicts) == nets | ({"teacher"} if has_teacher else set())
+    whos = ["student", "teacher"] if has_teacher else ["student"]
+    assert set(res.predictions) == {(s, who) for s in ("val", "test") for who in whos}
+    from smoothdistill_lib.models import build_model
+
+    one = sum(t.numel() for t in build_model("mtlnet", (c1, c2)).parameters())
+    two = sum(t.numel() for c in (c1, c2) for t in build_model("mtlnet", (c,)).parameters())
+    assert res.n_params == (two if method == "singletask" else one)
+    assert res.train_seconds == pytest.approx(sum(res.stage_seconds.values())) and res.train_seconds > 0
+    assert list(res.stage_seconds) == (["stage1", "stage2"] if method == "born_again" else ["stage1"])
+    teacher_cols = h[[c for c in h.columns if c.startswith("teacher_")]]
+    assert teacher_cols.notna().all().all() if method == "smooth_distill" else teacher_cols.isna().all().all()
+
+
+# ------------------------------------------------------------------ reproducibility
+
+
+def test_same_seed_gives_identical_numbers_and_another_seed_does_not():
+    data = _synthetic()
+    idx = np.arange(300)
+    runs = [_tiny_fit(data, idx[:200], idx[200:250], idx[250:], method="smooth_distill", seed=s) for s in (7, 7, 8)]
+    drop = ["epoch_seconds"]
+    pd.testing.assert_frame_equal(runs[0].history.drop(columns=drop), runs[1].history.drop(columns=drop))
+    for key, p in runs[0].predictions.items():
+        for k, v in p.items():
+            np.testing.assert_array_equal(v, runs[1].predictions[key][k])
+    for name, sd in runs[0].state_dicts.items():
+        for k, v in sd.items():
+            assert torch.equal(v, runs[1].state_dicts[name][k])
+    assert not runs[0].history.drop(columns=drop).equals(runs[2].history.drop(columns=drop))
+
+
+# ------------------------------------------------------------------ selection on validation
+
+
+def _sabotage_last_epoch(monkeypatch, method: str, epochs: int = 4, n_fit: int = 200, batch: int = 32):
+    """Wrap ``method``'s step so that every step of the LAST epoch ends by zeroing the heads and
+    biasing them to class 0: the last epoch is then guaranteed to validate worst."""
+    real = METHODS[method]
+    steps_per_epoch = -(-n_fit // batch)
+    count = {"steps": 0}
+
+    def step(models, optimizer, teacher, b, cfg):
+        out = real.step(models, optimizer, teacher, b, cfg)
+        count["steps"] += 1
+        if count["steps"] > (epochs - 1) * steps_per_epoch:
+            with torch.no_grad():
+                for net in models.values():
+                    for h in net.heads:
+                        h.weight.zero_()
+                        h.bias.zero_()
+                        h.bias[0] = 1.0
+        return out
+
+    monkeypatch.setitem(METHODS, method, dataclasses.replace(real, step=step))
+
+
+@pytest.fixture
+def sabotaged(monkeypatch):
+    def run(method="multitask", **cfg):
+        _sabotage_last_epoch(monkeypatch, method)
+        data = _synthetic(300, seed=1)
+        idx = np.arange(300)
+        return data, idx[200:250], idx[250:], _tiny_fit(data, idx[:200], idx[200:250], idx[250:], method=method,
+                                                        epochs=4, lr=1e-2, **cfg)  # fmt: skip
+
+    return run
+
+
+def test_tested_weights_are_the_best_epochs_not_the_last(sabotaged):
+    data, val_idx, test_idx, res = sabotaged()
+    h = res.history
+    best = int(h["val_acc_mean"].to_numpy().argmax()) + 1  # first maximum (strict >)
+    assert res.best_epoch == best < 4
+    assert h["val_acc_mean"].iloc[-1] < h["val_acc_mean"].max() - 20
+    # the validation predictions reproduce the best epoch's row, not the last one
+    assert res.accuracy("val") == pytest.approx(tuple(h.loc[best - 1, ["val_acc_task1", "val_acc_task2"]]))
+    # the returned weights ARE those predictions; the last epoch's weights (what the authors'
+    # aliased state_dict would have tested, reference notes §5.2a) give the last row instead
+    net = TinyNet()
+    net.load_state_dict(res.state_dicts["student"])
+    z1, _ = predict(net, data[0][test_idx])
+    np.testing.assert_array_equal(z1.argmax(1), res.predictions[("test", "student")]["y1_pred"])
+    net.load_state_dict(res.last_state_dicts["student"])
+    z1, _ = predict(net, data[0][val_idx])
+    assert 100 * np.mean(z1.argmax(1) == data[1][val_idx]) == pytest.approx(h["val_acc_task1"].iloc[-1])
+    assert res.accuracy("test")[0] > 100 * np.mean(z1.argmax(1) == data[1][val_idx]) + 20
+
+
+def test_selection_task1_uses_task1_validation_accuracy_only(sabotaged):
+    _, _, _, res = sabotaged(selection="task1")
+    acc1 = res.history["val_acc_task1"].to_numpy()
+    assert res.best_epoch == int(acc1.argmax()) + 1 < 4
+
+
+def test_singletask_selects_each_net_on_its_own_task(sabotaged):
+    _, _, _, res = sabotaged("singletask")
+    h = res.history
+    assert res.best_epochs == {"task1": int(h["val_acc_task1"].argmax()) + 1,
+                               "task2": int(h["val_acc_task2"].argmax()) + 1}  # fmt: skip
+    assert max(res.best_epochs.values()) < 4 and res.best_epoch == res.best_epochs["task1"]
+
+
+# ------------------------------------------------------------------ batching
+
+
+def test_batches_cover_every_fit_window_once_with_a_last_partial_batch(monkeypatch):
+    n = 130
+    X = np.zeros((n, 1, 3, 12), dtype=np.float32)
+    X[:, 0, 0, 0] = np.arange(n)  # each window carries its own index
+    y1, y2 = np.arange(n) % 4, np.arange(n) % 3
+    seen: list[list[int]] = []
+    real = METHODS["multitask"]
+
+    def spy(models, optimizer, teacher, batch, cfg):
+        seen.append(batch[0][:, 0, 0, 0].long().tolist())
+        return real.step(models, optimizer, teacher, batch, cfg)
+
+    monkeypatch.setitem(METHODS, "multitask", dataclasses.replace(real, step=spy))
+    fit_idx = np.setdiff1d(np.arange(n), np.arange(100, 110))  # 120 windows
+    _tiny_fit((X, y1, y2), fit_idx, np.arange(100, 110), None, epochs=2, batch_size=50)
+    assert [len(b) for b in seen] == [50, 50, 20, 50, 50, 20]
+    epoch1, epoch2 = sum(seen[:3], []), sum(seen[3:], [])
+    assert sorted(epoch1) == sorted(epoch2) == sorted(fit_idx.tolist())
+    assert epoch1 != epoch2  # reshuffled every epoch
+
+
+# ------------------------------------------------------------------ inputs and outputs
+
+
+def test_bad_inputs_raise_clear_errors():
+    data = _synthetic(60)
+    idx = np.arange(60)
+    with pytest.raises(ValueError, match="fit_idx and val_idx overlap"):
+        _tiny_fit(data, idx[:40], idx[30:50], None)
+    with pytest.raises(ValueError, match="val_idx and test_idx overlap"):
+        _tiny_fit(data, idx[:40], idx[40:50], idx[45:])
+    with pytest.raises(ValueError, match="outside"):
+        _tiny_fit(data, idx[:40], np.array([59, 60]), None)
+    with pytest.raises(ValueError, match=r"X must be \(N, 1, 3, L\)"):
+        _tiny_fit((data[0][:, 0], data[1], data[2]), idx[:40], idx[40:50], None)
+    with pytest.raises(ValueError, match="TrainConfig.alpha"):
+        TrainConfig(alpha=1.5)
+    with pytest.raises(ValueError, match="unknown method"):
+        TrainConfig(method="self_distill")
+    with pytest.raises(ValueError, match="y1 labels"):
+        fit(data, idx[:40], idx[40:50], None, TrainConfig(method="multitask", epochs=1), progress=False,
+            build=TinyNet, n_classes=(2, 3))  # fmt: skip
+
+
+def test_config_round_trips_through_json_and_predict_returns_numpy_logits():
+    cfg = TrainConfig(method="sd_dropout", epochs=3, model_options={"batchnorm": True})
+    assert TrainConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
+    net = TinyNet()
+    out = predict(net, np.zeros((5, 1, 3, 12), dtype=np.float32), batch_size=2)
+    assert [o.shape for o in out] == [(5, 4), (5, 3)] and all(isinstance(o, np.ndarray) for o in out)
+    assert net.training  # mode restored
+    assert engine.resolve_device("cpu").type == "cpu"
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_train_prints_one_json_object(capsys, monkeypatch):
+    pytest.importorskip("smoothdistill_lib.datasets", reason="datasets registry (H1) not present yet")
+    from smoothdistill_lib.cli import main
+
+    monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
+    rc = main(["train", "--dataset", "sleepsim", "--method", "smooth_distill", "--mode", "quick",
+               "--epochs", "1", "--device", "cpu"])  # fmt: skip
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) == 1
+    rec = json.loads(out[0])
+    for key in ("test_acc_task1", "test_acc_task2", "test_f1_task1", "test_f1_task2", "best_epoch",
+                "train_seconds", "params", "dataset", "method", "model", "mode", "seed", "device"):
+        assert key in rec, key
+    assert rec["best_epoch"] == 1 and rec["method"] == "smooth_distill" and rec["mode"] == "quick"
+    assert 0 <= rec["test_f1_task1"] <= 100 and rec["params"] > 1_000_000
