@@ -132,7 +132,9 @@ def load_recording(name: str, mode=None, subjects=None, download: bool = True, *
     if name == "sleepsim":
         from smoothdistill_lib import sleepsim
 
-        return sleepsim.load(None, subjects, mode=m, **options)
+        rec = sleepsim.load(None, subjects, mode=m, **options)
+        rec.info["mode"] = m.name
+        return rec
     root = prepare(name, download=download)
     if name == "wisdm":
         from smoothdistill_lib import wisdm

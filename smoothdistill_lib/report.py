@@ -14,6 +14,7 @@ writes one CSV per table.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -140,16 +141,14 @@ def _compute_columns(compute: dict) -> dict:
 
 def _check_cells(df: pd.DataFrame, folder: Path) -> None:
     cell = ["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold"]
-    per_run = df.drop_duplicates("run_id")
-    dup = per_run[per_run.duplicated(cell, keep=False)]
-    if len(dup):
-        first = dup.iloc[0]
-        ids = dup.loc[(dup[cell] == first[cell]).all(axis=1) | dup[cell].isna().eq(first[cell].isna()).all(axis=1),
-                      "run_id"].tolist()
+    ids = df.drop_duplicates("run_id").groupby(cell, dropna=False)["run_id"].agg(list)
+    clash = ids[ids.map(len) > 1]
+    if len(clash):
+        where = ", ".join(f"{k}={v}" for k, v in zip(cell, clash.index[0]))
         raise ValueError(
-            f"{folder}: {len(dup)} records share a grid cell with different settings (e.g. run_ids "
-            f"{ids[:2]}, {first['dataset']}/{first['method']} seed {first['seed']} fold {first['fold']}): "
-            f"rerun the experiment's config (the runner moves stale records aside) or remove the old ones"
+            f"{folder}: {len(clash)} grid cell(s) hold records with different settings, e.g. run_ids "
+            f"{clash.iloc[0]} at {where}: rerun the experiment's config (the runner moves stale records "
+            f"aside) or remove the old records"
         )
 
 
@@ -162,7 +161,8 @@ def _keys(df: pd.DataFrame, base: list[str]) -> list[str]:
             continue
         if df.groupby(base, observed=True, dropna=False)[c].nunique(dropna=False).max() > 1:
             extra.append(c)
-    return base + extra
+    i = base.index("method") if "method" in base else len(base)
+    return base[:i] + extra + base[i:]
 
 
 def summarize(df: pd.DataFrame, by: list[str], columns: list[str], values=("accuracy", "macro_f1")) -> pd.DataFrame:
@@ -200,6 +200,18 @@ def _only(df: pd.DataFrame, **eq) -> pd.DataFrame:
     return df
 
 
+def _one_setting(df: pd.DataFrame, **eq) -> pd.DataFrame:
+    """Rows matching ``eq`` (None = any), outside the ratio ablation, with one setting per method."""
+    d = _only(df, **eq)
+    d = d[d["train_ratio"].isna()]
+    keys = _keys(d, ["dataset", "method"])
+    varying = [k for k in keys if k not in ("dataset", "method")]
+    if varying:
+        values = {k: sorted(map(str, d[k].unique())) for k in varying}
+        raise ValueError(f"the records vary in {values}: pick one (e.g. protocol=..., model=...)")
+    return d
+
+
 def table5(df: pd.DataFrame, who: str = "student", values=("accuracy", "macro_f1")) -> pd.DataFrame:
     """Table 5: accuracy and macro-F1 (percent) on val and test, both tasks, per dataset x method,
     mean/sd/n over seeds x folds. Runs of the ratio ablation are left out. Columns
@@ -210,12 +222,12 @@ def table5(df: pd.DataFrame, who: str = "student", values=("accuracy", "macro_f1
     return summarize(d, _keys(d, ["dataset", "method"]), ["task", "split"], values)
 
 
-def table6(df: pd.DataFrame, dataset: str, task: int = 1, split: str = "test", who: str = "student") -> pd.DataFrame:
+def table6(df: pd.DataFrame, dataset: str, task: int = 1, split: str = "test", who: str = "student",
+           protocol: str | None = None, model: str | None = None) -> pd.DataFrame:
     """Table 6: per-class one-vs-rest Accuracy, Sensitivity, PPV, NPV (percent, mean over runs,
     undefined rates skipped) of ``task`` on ``dataset``. Rows: classes in label order; columns
-    ``(method, metric)``."""
-    d = _only(df, dataset=dataset, task=task, split=split, who=who)
-    d = d[d["train_ratio"].isna()]
+    ``(method, metric)``. ``protocol``/``model`` pick one setting when the records hold several."""
+    d = _one_setting(df, dataset=dataset, task=task, split=split, who=who, protocol=protocol, model=model)
     rows = []
     for r in d.itertuples(index=False):
         for pc in r.per_class or []:
@@ -259,17 +271,14 @@ def table7(df: pd.DataFrame, baseline: str = "singletask") -> pd.DataFrame:
 
 
 def table8(df: pd.DataFrame, dataset: str, task: int = 1, test: str = "ttest", metric: str = "accuracy",
-           split: str = "test", who: str = "student", adjust: str | None = None) -> pd.DataFrame:
+           split: str = "test", who: str = "student", adjust: str | None = None, protocol: str | None = None,
+           model: str | None = None) -> pd.DataFrame:
     """Table 8: methods x methods p-values of ``metric`` paired on (seed, fold), via
     :func:`stats.pvalue_matrix` (``test="ttest"`` reproduces the paper's assumption; the book
     recommends ``test="corrected", adjust="holm"``)."""
     from smoothdistill_lib import stats
 
-    d = _only(df, dataset=dataset, task=task, split=split, who=who)
-    d = d[d["train_ratio"].isna()]
-    keys = _keys(d, ["dataset", "method"])
-    if len(keys) > 2:
-        raise ValueError(f"{dataset}: records vary in {keys[2:]}; filter them to one setting first")
+    d = _one_setting(df, dataset=dataset, task=task, split=split, who=who, protocol=protocol, model=model)
     tidy = d[["method", "seed", "fold", metric]].assign(method=d["method"].astype(str))
     # the corrected test's training/evaluation sizes (equal across the cells of one split up to rounding)
     n_eval = d["n_test" if split == "test" else "n_val"]
@@ -306,8 +315,8 @@ def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     if not (isinstance(t.columns, pd.MultiIndex) and t.columns.names[-1] == "stat"):
         out = t.copy()
         for c in out.columns:
-            if pd.api.types.is_float_dtype(out[c]):
-                out[c] = out[c].map(lambda v: _num(v, digits))
+            if pd.api.types.is_numeric_dtype(out[c]):
+                out[c] = out[c].map(lambda v: _num(v, digits)).astype(object)
         return out
     mean = t.xs("mean", axis=1, level="stat")
     sd = t.xs("sd", axis=1, level="stat")
@@ -325,7 +334,14 @@ def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 def _num(v, digits: int) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    """``digits`` decimals; integers without; tiny values (p-values, kWh) with 3 significant digits."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if float(v).is_integer():
+        return f"{int(v)}"
+    if abs(v) < 10.0**-digits:
+        return f"{v:.3g}"
+    return f"{v:.{digits}f}"
 
 
 def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
@@ -362,27 +378,28 @@ def flat(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def all_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Every table the records support, by name (``table5``, ``table6_<dataset>``, ...)."""
+    """Every table the records support, by name (``table5``, ``table6_<dataset>``, ...; a
+    ``_<protocol>`` / ``_<model>`` suffix when the records hold several)."""
     out: dict[str, pd.DataFrame] = {}
     cv = df[df["train_ratio"].isna()]
     if len(cv):
         out["table5"] = table5(df)
-        for ds in cv["dataset"].unique():
-            if cv.loc[cv["dataset"] == ds, "per_class"].notna().any():
-                out[f"table6_{ds}"] = table6(df, ds)
-        try:
+        with contextlib.suppress(ValueError):  # records without compute figures
             out["table7"] = table7(df)
-        except ValueError:
-            pass
-        sd = cv[cv["who"] == "student"]
-        for ds in sd["dataset"].unique():
-            d = sd[sd["dataset"] == ds]
-            if d["method"].nunique() >= 2 and d.groupby("method", observed=True)["run_id"].nunique().min() >= 2:
-                for task in (1, 2):
-                    try:
-                        out[f"table8_{ds}_task{task}"] = table8(df, ds, task)
-                    except ValueError as e:
-                        print(f"table8 {ds} task {task}: {e}", file=sys.stderr)
+        settings = cv[["dataset", "protocol", "model"]].drop_duplicates().itertuples(index=False)
+        several = {k: cv[k].nunique() > 1 for k in ("protocol", "model")}
+        for ds, protocol, model in settings:
+            sub = cv[(cv["dataset"] == ds) & (cv["protocol"] == protocol) & (cv["model"] == model)]
+            tag = ds + (f"_{protocol}" if several["protocol"] else "") + (f"_{model}" if several["model"] else "")
+            sel = {"protocol": protocol, "model": model}
+            try:
+                out[f"table6_{tag}"] = table6(sub, ds, **sel)
+                runs = sub[sub["who"] == "student"].groupby("method", observed=True)["run_id"].nunique()
+                if (runs > 0).sum() >= 2 and runs[runs > 0].min() >= 2:  # a paired test needs >= 2 cells
+                    for task in (1, 2):
+                        out[f"table8_{tag}_task{task}"] = table8(sub, ds, task, **sel)
+            except ValueError as e:  # e.g. several lambdas of one method: no single Table 6/8
+                print(f"tables 6/8 for {tag}: {e}", file=sys.stderr)
         lam = cv[cv["method"].isin(LAM_METHODS)]
         if lam["lam"].nunique(dropna=False) > 1:
             out["lambda"] = lambda_table(df)
@@ -400,7 +417,14 @@ def cli_report(args) -> int:
     n_runs = df["run_id"].nunique()
     print(f"# {folder.name} ({df['mode'].iloc[0]} mode, {n_runs} runs)\n")
     for name, t in all_tables(df).items():
-        print(f"## {name}\n\n{to_markdown(t)}\n")
         flat(t).to_csv(out / f"{name}.csv")
+        notes = [c for c in t.columns if isinstance(c, str) and c.endswith(("_how", "_unit"))]
+        print(f"## {name}\n\n{to_markdown(t.drop(columns=notes))}\n")
+        for c in notes:  # Table 7's units and how each figure was measured, as footnotes
+            if c.endswith("_how"):
+                fig = c[: -len("_how")]
+                unit = t[f"{fig}_unit"].iloc[0] if f"{fig}_unit" in t else ""
+                print(f"- {fig} [{unit}]: {'; '.join(dict.fromkeys(t[c].astype(str)))}")
+        print()
     print(f"CSV files: {out}", file=sys.stderr)
     return 0

@@ -21,6 +21,7 @@ Mode precedence: ``--mode`` (or the ``mode`` argument) > the config's ``mode:`` 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -30,6 +31,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ FAITHFUL_MODELS = ("mtlnet",)
 #: keys every record must hold; a file without them is treated as corrupt and rerun
 RECORD_KEYS = ("schema", "run_id", "spec", "config", "data", "best_epoch", "evaluation", "history",
                "compute", "provenance")
+STALE_TEMP_SECONDS = 3600  # leftover temp files older than this are removed
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -382,8 +385,12 @@ def scan_records(runs_dir: Path, quarantine: bool = True) -> ScanResult:
     if not runs_dir.is_dir():
         return ScanResult(valid, corrupt)
     if quarantine:
-        for tmp in runs_dir.glob(".*.tmp"):  # a writer killed between mkstemp and os.replace
-            tmp.unlink(missing_ok=True)
+        # Temp files of a writer killed between mkstemp and os.replace are never read (not *.json);
+        # remove the old ones only, so a runner working in the same folder keeps its file.
+        for tmp in runs_dir.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                    tmp.unlink()
     for path in sorted(runs_dir.glob("*.json")):
         try:
             valid[path.stem] = read_record(path)
@@ -477,16 +484,14 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     todo = pending if limit is None else pending[:limit]
     summary.pending = len(pending) - len(todo)
     run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
-    bar = tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo)
-    for spec in bar:
-        bar.set_postfix_str(spec.label)
-        body = run(spec, device)
-        record = {"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body}
-        record = _jsonable(record)
-        validate_record(record, source=f"run {spec.label}")
-        atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
-        summary.ran.append(spec.run_id)
-    bar.close()
+    with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
+        for spec in bar:
+            bar.set_postfix_str(spec.label)
+            body = run(spec, device)
+            record = _jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
+            validate_record(record, source=f"run {spec.label}")
+            atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
+            summary.ran.append(spec.run_id)
     return summary
 
 

@@ -89,6 +89,24 @@ def detect_format(path: Path | str, text: str | None = None) -> str:
     )
 
 
+def _scan_for_error(path: Path, lines: list[str], first_data: int, fmt: str) -> ValueError:
+    """The first bad line, with its number (hand-written: the fast parser does not report lines)."""
+    n_fields = 4 if fmt == "F1" else 3
+    for lineno in range(first_data, len(lines)):
+        s = lines[lineno].strip()
+        if not s:
+            continue
+        fields = (s[:-1] if s.endswith(";") else s).split(",")
+        if len(fields) != n_fields or not _numeric(fields):
+            return ValueError(
+                f"{path}, line {lineno + 1}: malformed {fmt} line {lines[lineno][:80]!r}: expected "
+                + ("'a,ax,ay,az;'" if fmt == "F1" else "'ax,ay,az'")
+            )
+        if not np.isfinite([float(f) for f in fields]).all():
+            return ValueError(f"{path}, line {lineno + 1}: non-finite value in {lines[lineno][:80]!r}")
+    return ValueError(f"{path}: could not be parsed as an {fmt} sleep file")
+
+
 def read_file(path: Path | str) -> np.ndarray:
     """One file's samples, (n, 3) float32; ValueError naming the file and first bad line."""
     path = Path(path)
@@ -96,22 +114,13 @@ def read_file(path: Path | str) -> np.ndarray:
     fmt = detect_format(path, text)
     lines = text.splitlines()
     first_data = next(i for i, ln in enumerate(lines) if ln.strip()) + (1 if fmt == "F2" else 0)
-    n_fields = 4 if fmt == "F1" else 3
-    # hand-written line check (files are small: ~4k lines): gives the exact line number of a defect
-    for lineno in range(first_data, len(lines)):
-        s = lines[lineno].strip()
-        if not s:
-            continue
-        fields = (s[:-1] if s.endswith(";") else s).split(",")
-        if len(fields) != n_fields or not _numeric(fields):
-            raise ValueError(
-                f"{path}, line {lineno + 1}: malformed {fmt} line {lines[lineno][:80]!r}: expected "
-                + ("'a,ax,ay,az;'" if fmt == "F1" else "'ax,ay,az'")
-            )
-    body = "\n".join(lines[first_data:]).replace(";", "")
-    values = pd.read_csv(io.StringIO(body), header=None, dtype=np.float64).to_numpy()
-    if values.size and not np.isfinite(values).all():
-        raise ValueError(f"{path}: non-finite values")
+    body = "\n".join(ln.strip().removesuffix(";") for ln in lines[first_data:])
+    try:
+        values = pd.read_csv(io.StringIO(body), header=None, dtype=np.float64).to_numpy()
+    except (ValueError, pd.errors.ParserError) as e:
+        raise _scan_for_error(path, lines, first_data, fmt) from e
+    if values.shape[1] != (4 if fmt == "F1" else 3) or not np.isfinite(values).all():
+        raise _scan_for_error(path, lines, first_data, fmt)
     return values[:, -3:].astype(np.float32)
 
 

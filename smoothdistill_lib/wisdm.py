@@ -179,7 +179,7 @@ def read_file(path: Path | str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: empty file (no WISDM lines); re-download or remove it")
     try:
         df = _fast_parse(data)
-    except Exception as e:  # noqa: BLE001 - any parser error is re-reported with its line number
+    except Exception as e:  # any parser error (pyarrow or pandas) is re-reported with its line number
         text = raw.decode("utf-8", errors="replace")
         raise _scan_for_error(path, text, subject) from e
     codes = df["activity"].astype("string").str.strip()
@@ -254,7 +254,8 @@ def _read_cached(src: Path, placement: str, cdir: Path | None) -> dict[str, np.n
     arrays = read_file(src)
     target.parent.mkdir(parents=True, exist_ok=True)
     for old in target.parent.glob(f"{src.name}.*.npz"):  # stale copies of an older version of src
-        old.unlink(missing_ok=True)
+        if old != target:
+            old.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp.npz")
     try:
         with os.fdopen(fd, "wb") as f:

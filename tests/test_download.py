@@ -207,8 +207,6 @@ def test_prepare_mhealth_from_the_uci_zip(tmp_path, monkeypatch):
 def test_real_files_match_the_shipped_checksums(real_data_dir):
     ref = dl.wisdm_reference().set_index("relpath")
     for rel in ("raw/phone/accel/data_1600_accel_phone.txt", "raw/watch/accel/data_1650_accel_watch.txt"):
-        path = real_data_dir / "wisdm-dataset" / rel
-        if path.exists():
-            assert dl.sha256_file(path) == ref.loc[rel, "sha256"]
+        assert dl.sha256_file(real_data_dir / "wisdm-dataset" / rel) == ref.loc[rel, "sha256"]
     checked = dl.verify_wisdm(real_data_dir)  # sizes of every present file
-    assert checked.present.sum() == 62
+    assert checked.present.sum() >= 62  # the shared subset: 19 phone + 43 watch files

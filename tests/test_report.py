@@ -24,10 +24,15 @@ def _run(root, mode="quick", **kw):
 
 
 @pytest.fixture(scope="module")
-def main_df(tmp_path_factory):
+def main_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("res")
     _run(root)
-    return report.load_records("main", results_root=root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def main_df(main_root):
+    return report.load_records("main", results_root=main_root)
 
 
 def test_load_records_is_tidy(main_df):
@@ -127,7 +132,7 @@ def test_mode_selection_and_mixed_settings(tmp_path):
     _run(other, datasets=["sleepsim"], methods=["multitask"], epochs=2)
     for p in (other / "main" / "runs").glob("*.json"):
         p.rename(tmp_path / "main" / "runs" / p.name)
-    with pytest.raises(ValueError, match="share a grid cell"):
+    with pytest.raises(ValueError, match="hold records with different settings"):
         report.load_records("main", mode="quick", results_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="nothing"):
         report.load_records("nothing", results_root=tmp_path)
@@ -144,10 +149,9 @@ def test_format_and_markdown(main_df):
     assert md[0].startswith("|") and "1 test accuracy" in md[0] and len(md) == 2 + len(t)
 
 
-def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_df):
-    _run(tmp_path)
+def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_root):
     out = tmp_path / "tables"
-    assert cli_main(["report", str(tmp_path / "main"), "--out", str(out)]) == 0
+    assert cli_main(["report", str(main_root / "main"), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     for name in ("table5", "table6_wisdm", "table7", "table8_wisdm_task1", "table8_sleepsim_task2"):
         assert f"## {name}" in text
@@ -156,3 +160,14 @@ def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_df):
     assert back.loc[("wisdm", "multitask"), "1_test_accuracy_mean"] == pytest.approx(
         np.mean([task1_accuracy("multitask", s) for s in SEEDS]))
     assert cli_main(["report", "no_such_experiment"]) == 2
+
+
+def test_two_protocols_give_one_table6_and_table8_each(tmp_path, capsys):
+    _run(tmp_path, datasets=["sleepsim"], methods=["multitask", "smooth_distill"], protocols=["paper", "subject"])
+    df = report.load_records("main", results_root=tmp_path)
+    assert report.table5(df).index.names == ["dataset", "protocol", "method"]
+    with pytest.raises(ValueError, match="protocol"):
+        report.table6(df, "sleepsim")
+    assert report.table8(df, "sleepsim", protocol="subject").shape == (2, 2)
+    names = set(report.all_tables(df))
+    assert {"table6_sleepsim_paper", "table6_sleepsim_subject", "table8_sleepsim_subject_task2"} <= names

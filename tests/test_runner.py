@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import signal
@@ -39,15 +41,20 @@ def fake_predictions(k: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
     return y_true, y_pred
 
 
-def fake_run(spec: runner.RunSpec, device=None) -> dict:
-    mi = runner.METHODS.index(spec.method)
-    whos = ["student", "teacher"] if spec.method == "smooth_distill" else ["student"]
+@functools.cache  # scikit-learn metrics take ~20 ms a call: compute each case once
+def fake_evaluation(method: str, seed: int) -> tuple:
+    whos = ["student", "teacher"] if method == "smooth_distill" else ["student"]
     preds = {}
     for split in ("val", "test"):
         for who in whos:
-            y1t, y1p = fake_predictions(task1_accuracy(spec.method, spec.seed, who), 3)
-            y2t, y2p = fake_predictions(80 + spec.seed, 2)
+            y1t, y1p = fake_predictions(task1_accuracy(method, seed, who), 3)
+            y2t, y2p = fake_predictions(80 + seed, 2)
             preds[(split, who)] = {"y1_true": y1t, "y1_pred": y1p, "y2_true": y2t, "y2_pred": y2p}
+    return tuple(runner.evaluate(preds, NAMES))
+
+
+def fake_run(spec: runner.RunSpec, device=None) -> dict:
+    mi = runner.METHODS.index(spec.method)
 
     def fig(v, unit):
         return {"value": v, "unit": unit, "how": "fake"}
@@ -57,7 +64,7 @@ def fake_run(spec: runner.RunSpec, device=None) -> dict:
         "data": {"n_windows": 6 * N, "n_fit": 4 * N, "n_val": N, "n_test": N,
                  "activity_names": NAMES[0], "placement_names": NAMES[1]},
         "best_epoch": 1,
-        "evaluation": runner.evaluate(preds, NAMES),
+        "evaluation": copy.deepcopy(list(fake_evaluation(spec.method, spec.seed))),
         "history": [{"epoch": 1, "train_loss": 1.0 / (1 + mi), "val_acc_task1": 50.0}],
         "compute": {"params": fig(1000 * (mi + 1), "parameters"),
                     "train_seconds": fig(10.0 * (mi + 1) + spec.seed, "s"),
@@ -241,9 +248,13 @@ def test_leftover_temp_file_of_a_killed_writer_is_ignored_and_removed(tmp_path):
     exp = small(seeds=[0])
     runs = tmp_path / "t" / "runs"
     runs.mkdir(parents=True)
-    (runs / ".abc.json.xyz.tmp").write_text('{"half": ')
+    old, fresh = runs / ".abc.json.xyz.tmp", runs / ".def.json.uvw.tmp"  # fresh: maybe another writer's
+    for p in (old, fresh):
+        p.write_text('{"half": ')
+    os.utime(old, (time.time() - 2 * runner.STALE_TEMP_SECONDS,) * 2)
     summary = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
-    assert len(summary.ran) == 2 and not list(runs.glob("*.tmp"))
+    assert len(summary.ran) == 2 and not old.exists() and fresh.exists()
+    assert len(record_files(tmp_path / "t")) == 2
 
 
 def test_changed_config_moves_stale_records_and_keeps_other_modes(tmp_path):
@@ -343,7 +354,7 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
     assert proc.wait(timeout=180) == 0, (tmp_path / "log.txt").read_text()[-2000:]
     log = (tmp_path / "log.txt").read_text()
     assert f"{n_first} done before, {3 - n_first} run now" in log
-    assert not list(runs.glob("*.corrupt")) and not list(runs.glob(".*.tmp"))
+    assert not list(runs.glob("*.corrupt"))  # a temp file of the killed writer may remain: never read
     got = {p.stem: runner.read_record(p) for p in record_files(tmp_path / "e2e")}
     ref = {p.stem: runner.read_record(p) for p in record_files(ref_root / "e2e")}
     assert set(got) == set(ref) == {s.run_id for s in runner.expand(runner.Experiment.from_dict(E2E), "quick")}

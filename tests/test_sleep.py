@@ -71,6 +71,8 @@ def test_sleep_subfolder_is_found(tmp_path):
     [
         ("0,1,2,3;\n1,1,2;\n2,1,2,3;\n", "line 2: malformed F1"),
         ("ax,ay,az\n1,2,3\n1,2,x\n", "line 3: malformed F2"),
+        ("0,1,2,3;\n1,1,nan,3;\n", "line 2: non-finite"),
+        ("0,1,2,3;\n1,1;2,3;\n", "line 2: malformed F1"),
         ("ax,ay,az\n1,2,3\n1,2,3,4\n", "line 3: malformed F2"),
         ("hello world\nfoo\n", "line 1: unrecognised sleep file format"),
         ("\n\n", "empty sleep file"),
