@@ -252,11 +252,18 @@ def _forward_pair(models: dict[str, nn.Module]) -> Callable:
 
 
 def make_optimizer(params, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam; the fused kernel on CUDA (one launch for all parameters), torch's default elsewhere."""
+    """Adam (the authors' lr 1e-3, default betas/eps) with torch's fused kernel where this torch has one
+    for ``device`` (CUDA; CPU and MPS in recent releases), else torch's default implementation.
+
+    Fused Adam is the same update in one pass over all parameters: on CUDA one launch instead of
+    dozens, on CPU it cut a faithful MTL-net training step by about a quarter in
+    ``benchmarks/bench_step.py``.
+    """
     params = list(params)
-    if device.type == "cuda":
+    try:
         return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.Adam(params, lr=lr)
+    except (RuntimeError, ValueError):  # no fused kernel for this device in this torch version
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -344,6 +351,21 @@ def _batch_sums(out: dict, y1: torch.Tensor, y2: torch.Tensor, with_teacher: boo
     return torch.stack([p.float() for p in parts])
 
 
+def _has_batchnorm(models: dict[str, nn.Module]) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in models.values() for m in net.modules())
+
+
+def _batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of an epoch. The last, partial batch is a batch too (as the
+    authors' ``DataLoader``, ``drop_last=False``), except that a lone last window is merged into the
+    batch before it when the net has BatchNorm, whose training mode cannot normalise one sample."""
+    starts = list(range(0, n, batch_size))
+    bounds = [(s, min(s + batch_size, n)) for s in starts]
+    if batchnorm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds = bounds[:-2] + [(bounds[-2][0], n)]
+    return bounds
+
+
 class _Best:
     """Best epoch so far of one net on validation (strict ``>``), with cloned weights."""
 
@@ -375,19 +397,52 @@ class _Stage:
     teacher: EMATeacher | None
 
 
+_TEACHER_COLS = ("teacher_train_loss_task1", "teacher_train_loss_task2", "teacher_train_acc_task1",
+                 "teacher_train_acc_task2", "teacher_val_loss_task1", "teacher_val_loss_task2",
+                 "teacher_val_acc_task1", "teacher_val_acc_task2", "teacher_val_acc_mean")  # fmt: skip
+
+
+def _history_row(epoch, stage, n, nv, tr: dict, va: list, tv: list | None, has_kd, has_teacher, alpha) -> dict:
+    """One history row from the epoch's training sums ``tr``, validation sums ``va`` (and ``tv``,
+    the teacher's): losses are per-window means, accuracies percentages."""
+    nan = float("nan")
+    acc1, acc2 = 100.0 * va[2] / nv, 100.0 * va[3] / nv
+    row = {
+        "epoch": epoch, "stage": stage,
+        "train_loss": tr["loss"] / n, "train_loss_task1": tr["ce1"] / n, "train_loss_task2": tr["ce2"] / n,
+        "train_kd_task1": tr["kd1"] / n if has_kd else nan, "train_kd_task2": tr["kd2"] / n if has_kd else nan,
+        "train_acc_task1": 100.0 * tr["correct1"] / n, "train_acc_task2": 100.0 * tr["correct2"] / n,
+        "val_loss": (alpha * va[0] + (1.0 - alpha) * va[1]) / nv,
+        "val_loss_task1": va[0] / nv, "val_loss_task2": va[1] / nv,
+        "val_acc_task1": acc1, "val_acc_task2": acc2, "val_acc_mean": 0.5 * (acc1 + acc2),
+    }  # fmt: skip
+    row.update(dict.fromkeys(_TEACHER_COLS, nan))
+    if has_teacher:
+        row.update({"teacher_train_loss_task1": tr["t_ce1"] / n, "teacher_train_loss_task2": tr["t_ce2"] / n,
+                    "teacher_train_acc_task1": 100.0 * tr["t_correct1"] / n,
+                    "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n})  # fmt: skip
+    if tv is not None:
+        t1, t2 = 100.0 * tv[2] / nv, 100.0 * tv[3] / nv
+        row.update({"teacher_val_loss_task1": tv[0] / nv, "teacher_val_loss_task2": tv[1] / nv,
+                    "teacher_val_acc_task1": t1, "teacher_val_acc_task2": t2, "teacher_val_acc_mean": 0.5 * (t1 + t2)})
+    return row
+
+
 def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: TrainConfig, gen, bar,
-                 stage: int, device: torch.device) -> _Stage:  # fmt: skip
+                 stage: int, device: torch.device, stage_label: str = "") -> _Stage:  # fmt: skip
+    """Train ``models`` for ``cfg.epochs`` epochs with ``method.step``; validate and select each epoch."""
     X, y1, y2 = data
-    step = method.step
-    params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, cfg.lr, device)
+    optimizer = make_optimizer([p for m in models.values() for p in m.parameters() if p.requires_grad],
+                               cfg.lr, device)  # fmt: skip
     ema = teacher if isinstance(teacher, EMATeacher) else None
     eval_teacher = ema is not None and cfg.eval_teacher
+    has_kd = method.name in ("sd_dropout", "smooth_distill", "born_again")
     forward = _forward_pair(models)
-    bests = {name: _Best() for name in models}
-    if eval_teacher:
-        bests["teacher"] = _Best()
-    n, bs = len(fit_idx), cfg.batch_size
+    bests = {name: _Best() for name in (*models, *(("teacher",) if eval_teacher else ()))}
+    if bar is not None and stage_label:
+        bar.set_description(stage_label, refresh=False)
+    n, nv = len(fit_idx), len(val_idx)
+    bounds = _batch_bounds(n, cfg.batch_size, _has_batchnorm(models))
     rows, seconds = [], 0.0
     for epoch in range(1, cfg.epochs + 1):
         _sync(device)
@@ -395,15 +450,14 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
         _set_mode(models, True)
         sums = torch.zeros(len(_SUMS), device=device)
         order = fit_idx[torch.randperm(n, generator=gen).to(device)]
-        for s in range(0, n, bs):  # the last, partial batch is a batch too (authors' DataLoader)
-            idx = order[s : s + bs]
+        for s, e in bounds:
+            idx = order[s:e]
             xb, t1, t2 = X[idx], y1[idx], y2[idx]
-            out = step(models, optimizer, teacher, (xb, t1, t2), cfg)
+            out = method.step(models, optimizer, teacher, (xb, t1, t2), cfg)
             sums += _batch_sums(out, t1, t2, ema is not None)
         _set_mode(models, False)
         val = _eval_sums(forward, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16)
-        tr, va = sums.tolist(), val.tolist()  # the one host read of the epoch
-        nv = len(val_idx)
+        tr, va = dict(zip(_SUMS, sums.tolist())), val.tolist()  # the one host read of the epoch
         acc1, acc2 = 100.0 * va[2] / nv, 100.0 * va[3] / nv
         if method.single_task:  # two independent nets: each is selected on its own task
             bests["task1"].offer(acc1, epoch, models["task1"])
@@ -413,45 +467,17 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
         _sync(device)
         epoch_seconds = time.perf_counter() - t0
         seconds += epoch_seconds
-        tr = dict(zip(_SUMS, tr))
-        has_kd = method.name in ("sd_dropout", "smooth_distill") or (method.name == "born_again" and stage == 2)
-        row = {
-            "epoch": epoch, "stage": stage,
-            "train_loss": tr["loss"] / n,
-            "train_loss_task1": tr["ce1"] / n, "train_loss_task2": tr["ce2"] / n,
-            "train_kd_task1": tr["kd1"] / n if has_kd else float("nan"),
-            "train_kd_task2": tr["kd2"] / n if has_kd else float("nan"),
-            "train_acc_task1": 100.0 * tr["correct1"] / n, "train_acc_task2": 100.0 * tr["correct2"] / n,
-            "val_loss": (cfg.alpha * va[0] + (1.0 - cfg.alpha) * va[1]) / nv,
-            "val_loss_task1": va[0] / nv, "val_loss_task2": va[1] / nv,
-            "val_acc_task1": acc1, "val_acc_task2": acc2, "val_acc_mean": 0.5 * (acc1 + acc2),
-        }  # fmt: skip
-        nan = float("nan")
-        teacher_cols = {k: nan for k in ("teacher_train_loss_task1", "teacher_train_loss_task2",
-                                         "teacher_train_acc_task1", "teacher_train_acc_task2",
-                                         "teacher_val_loss_task1", "teacher_val_loss_task2",
-                                         "teacher_val_acc_task1", "teacher_val_acc_task2",
-                                         "teacher_val_acc_mean")}  # fmt: skip
-        if ema is not None:
-            teacher_cols.update({
-                "teacher_train_loss_task1": tr["t_ce1"] / n, "teacher_train_loss_task2": tr["t_ce2"] / n,
-                "teacher_train_acc_task1": 100.0 * tr["t_correct1"] / n,
-                "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n,
-            })  # fmt: skip
+        tv = None
         if eval_teacher:  # diagnostics only: not part of the method's cost, so not timed
             tv = _eval_sums(ema, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16).tolist()
-            ta1, ta2 = 100.0 * tv[2] / nv, 100.0 * tv[3] / nv
-            bests["teacher"].offer(_score(ta1, ta2, cfg.selection), epoch, ema.module)
-            teacher_cols.update({"teacher_val_loss_task1": tv[0] / nv, "teacher_val_loss_task2": tv[1] / nv,
-                                 "teacher_val_acc_task1": ta1, "teacher_val_acc_task2": ta2,
-                                 "teacher_val_acc_mean": 0.5 * (ta1 + ta2)})  # fmt: skip
-        row.update(teacher_cols)
+            bests["teacher"].offer(_score(100.0 * tv[2] / nv, 100.0 * tv[3] / nv, cfg.selection), epoch, ema.module)
+        row = _history_row(epoch, stage, n, nv, tr, va, tv, has_kd, ema is not None, cfg.alpha)
         row["epoch_seconds"] = epoch_seconds
         rows.append(row)
         if bar is not None:
             post = {"loss": f"{row['train_loss']:.3f}", "val1": f"{acc1:.1f}", "val2": f"{acc2:.1f}"}
-            if eval_teacher:
-                post["T_val1"] = f"{teacher_cols['teacher_val_acc_task1']:.1f}"
+            if tv is not None:
+                post["teacher_val1"] = f"{row['teacher_val_acc_task1']:.1f}"
             bar.set_postfix(post, refresh=False)
             bar.update(1)
     return _Stage(models, bests, rows, seconds, ema)
@@ -523,7 +549,8 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
         if method.stage1:  # born_again: the multitask teacher, trained and selected on this fold
             s1_method = get_method(method.stage1)
             s1_models = {k: m.to(device) for k, m in _build(cfg, s1_method, n_classes, L, build).items()}
-            s1 = _train_stage(s1_method, s1_models, None, data_t, fit_t, val_t, cfg, gen, bar, 1, device)
+            s1 = _train_stage(s1_method, s1_models, None, data_t, fit_t, val_t, cfg, gen, bar, 1, device,
+                              f"{cfg.method} stage 1 (teacher)")  # fmt: skip
             stage_seconds["stage1"] = s1.seconds
             rows += s1.rows
             teacher_net = s1_models["student"]
@@ -536,7 +563,8 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
             teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
         else:
             teacher = teacher_forward
-        st = _train_stage(method, models, teacher, data_t, fit_t, val_t, cfg, gen, bar, stages, device)
+        st = _train_stage(method, models, teacher, data_t, fit_t, val_t, cfg, gen, bar, stages, device,
+                          f"{cfg.method} stage 2 (student)" if stages == 2 else "")  # fmt: skip
         stage_seconds[f"stage{stages}"] = st.seconds
         rows += st.rows
 

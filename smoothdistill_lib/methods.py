@@ -110,7 +110,8 @@ def _distill(models, optimizer, teacher, batch, cfg, temperature: float, lam: fl
     x, y1, y2 = batch
     with autocast(x, cfg.bf16):
         logits = models["student"](x)
-        with torch.no_grad():
+        # inference_mode: the teacher's outputs are constants here, so skip autograd bookkeeping
+        with torch.inference_mode():
             t_logits = teacher(x)
         _, ce1, ce2 = multitask_ce(logits, y1, y2, cfg.alpha)
         kd1 = kd_loss(logits[0], t_logits[0], temperature)

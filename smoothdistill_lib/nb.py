@@ -37,12 +37,14 @@ def _display(obj: Any) -> None:
     display(obj)
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the book's prose; return ``value``.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the book's prose.
 
     With myst-nb installed this is ``myst_nb.glue`` (the value's display forms go into the cell's
     outputs, hidden unless ``display``). Without it (Colab), the value is only shown when
     ``display`` is true: the prose then simply reads the numbers printed by the cells.
+    Numpy scalars are glued as Python numbers, so that ``{glue:text}`name:,d``` can format them.
+    Returns None: a glue call ending a cell adds no output of its own.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue name must be a Python-identifier-like string, got {name!r}")
@@ -53,9 +55,8 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     except ImportError:
         if display:
             _display(value)
-        return value
+        return
     _myst_glue(name, value, display=display)
-    return value
 
 
 def _format_data(data: Any) -> str:

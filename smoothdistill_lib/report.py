@@ -266,7 +266,7 @@ def table7(df: pd.DataFrame, baseline: str = "singletask") -> pd.DataFrame:
         for extra in ("unit", "how"):
             col = f"{c}_{extra}"
             if col in runs:
-                t[col] = g[col].agg(lambda s: "; ".join(dict.fromkeys(map(str, s.dropna()))))
+                t[col] = g[col].agg(lambda s: " | ".join(dict.fromkeys(map(str, s.dropna()))))
     return t
 
 
@@ -326,10 +326,15 @@ def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     for c in mean.columns:
         for i in range(len(t)):
             m, s, k = mean[c].iloc[i], sd[c].iloc[i], n[c].iloc[i]
-            txt = _num(m, digits) if math.isnan(s) else f"{m:.{digits}f} ± {s:.{digits}f}"
-            out.iloc[i, out.columns.get_loc(c)] = txt if same_n else f"{txt} ({int(k)})"
+            if math.isnan(m):  # no run in this cell (e.g. no teacher)
+                txt = "–"
+            else:
+                txt = f"{m:.{digits}f}" + ("" if math.isnan(s) else f" ± {s:.{digits}f}")
+                txt = txt if same_n else f"{txt} ({int(k)})"
+            out.iloc[i, out.columns.get_loc(c)] = txt
     if same_n:
-        out[("n",) + ("",) * (out.columns.nlevels - 1)] = n.max(axis=1).astype(int)
+        levels = out.columns.nlevels
+        out["n" if levels == 1 else ("n",) + ("",) * (levels - 1)] = n.max(axis=1).astype(int)
     return out
 
 
@@ -347,15 +352,10 @@ def _num(v, digits: int) -> str:
 def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
     """A markdown table of :func:`format_table` ``(t)``, MultiIndex levels joined with spaces."""
     f = format_table(t, digits)
-    f = f.copy()
-    f.columns = [_join(c) for c in f.columns]
-    if isinstance(f.index, pd.MultiIndex) or f.index.name:
-        f = f.reset_index()
-        f.columns = [_join(c) for c in f.columns]
-    else:
-        f = f.reset_index(names="")
+    f.columns = _labels(f.columns)
+    f = f.reset_index() if isinstance(f.index, pd.MultiIndex) or f.index.name else f.reset_index(names="")
     try:
-        return f.to_markdown(index=False)
+        return f.to_markdown(index=False, disable_numparse=True)  # keep format_table's strings
     except ImportError:  # pandas needs `tabulate` for to_markdown; a plain pipe table is 4 lines
         cells = [[str(c) for c in f.columns]] + [[str(v) for v in row] for row in f.itertuples(index=False)]
         lines = ["| " + " | ".join(r) + " |" for r in cells]
@@ -363,17 +363,19 @@ def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
         return "\n".join(lines)
 
 
-def _join(c) -> str:
-    if isinstance(c, tuple):
-        return " ".join(str(x) for x in c if str(x) != "").strip()
-    return str(c)
+def _labels(columns: pd.Index, sep: str = " ") -> list[str]:
+    """Column MultiIndex -> flat names joined by ``sep``; task ids read ``task1``, ``task2``."""
+    if not isinstance(columns, pd.MultiIndex):
+        return [str(c) for c in columns]
+    names = list(columns.names)
+    return [sep.join(f"task{x}" if name == "task" and isinstance(x, int | np.integer) else str(x)
+                     for name, x in zip(names, c) if str(x) != "") for c in columns]
 
 
 def flat(t: pd.DataFrame) -> pd.DataFrame:
-    """``t`` with its column MultiIndex joined by ``_`` (for CSV files)."""
+    """``t`` with its column MultiIndex joined by ``_`` (for CSV files), e.g. ``task1_test_accuracy_mean``."""
     f = t.copy()
-    if isinstance(f.columns, pd.MultiIndex):
-        f.columns = ["_".join(str(x) for x in c if str(x) != "") for c in f.columns]
+    f.columns = _labels(f.columns, "_")
     return f
 
 
@@ -424,7 +426,7 @@ def cli_report(args) -> int:
             if c.endswith("_how"):
                 fig = c[: -len("_how")]
                 unit = t[f"{fig}_unit"].iloc[0] if f"{fig}_unit" in t else ""
-                print(f"- {fig} [{unit}]: {'; '.join(dict.fromkeys(t[c].astype(str)))}")
+                print(f"- {fig} [{unit}]: {' | '.join(dict.fromkeys(t[c].astype(str)))}")
         print()
     print(f"CSV files: {out}", file=sys.stderr)
     return 0

@@ -262,3 +262,20 @@ def test_cli_train_prints_one_json_object(capsys, monkeypatch):
         assert key in rec, key
     assert rec["best_epoch"] == 1 and rec["method"] == "smooth_distill" and rec["mode"] == "quick"
     assert 0 <= rec["test_f1_task1"] <= 100 and rec["params"] > 1_000_000
+
+
+def test_lone_last_window_is_merged_only_for_batchnorm_nets():
+    assert engine._batch_bounds(129, 64, batchnorm=False) == [(0, 64), (64, 128), (128, 129)]
+    assert engine._batch_bounds(129, 64, batchnorm=True) == [(0, 64), (64, 129)]
+    assert engine._batch_bounds(130, 64, batchnorm=True) == [(0, 64), (64, 128), (128, 130)]
+    assert engine._batch_bounds(1, 64, batchnorm=True) == [(0, 1)]
+
+    class BNNet(TinyNet):
+        def __init__(self, n_classes=(4, 3)):
+            super().__init__(n_classes)
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.BatchNorm1d(16), nn.ReLU())
+
+    data = _synthetic(60)
+    res = fit(data, np.arange(33), np.arange(33, 45), None, TrainConfig(method="smooth_distill", epochs=1,
+              batch_size=16), progress=False, build=BNNet)  # fmt: skip
+    assert len(res.history) == 1 and ("test", "student") not in res.predictions

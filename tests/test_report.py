@@ -146,7 +146,7 @@ def test_format_and_markdown(main_df):
         f"{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f}"
     assert (f[("n", "", "")] == len(SEEDS)).all()
     md = report.to_markdown(t).splitlines()
-    assert md[0].startswith("|") and "1 test accuracy" in md[0] and len(md) == 2 + len(t)
+    assert md[0].startswith("|") and "task1 test accuracy" in md[0] and len(md) == 2 + len(t)
 
 
 def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_root):
@@ -157,7 +157,7 @@ def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_root):
         assert f"## {name}" in text
         assert (out / f"{name}.csv").is_file()
     back = pd.read_csv(out / "table5.csv", index_col=[0, 1])
-    assert back.loc[("wisdm", "multitask"), "1_test_accuracy_mean"] == pytest.approx(
+    assert back.loc[("wisdm", "multitask"), "task1_test_accuracy_mean"] == pytest.approx(
         np.mean([task1_accuracy("multitask", s) for s in SEEDS]))
     assert cli_main(["report", "no_such_experiment"]) == 2
 
@@ -171,3 +171,14 @@ def test_two_protocols_give_one_table6_and_table8_each(tmp_path, capsys):
     assert report.table8(df, "sleepsim", protocol="subject").shape == (2, 2)
     names = set(report.all_tables(df))
     assert {"table6_sleepsim_paper", "table6_sleepsim_subject", "table8_sleepsim_subject_task2"} <= names
+
+
+def test_markdown_without_tabulate(main_df, monkeypatch):
+    def missing(*a, **k):
+        raise ImportError("Missing optional dependency 'tabulate'")
+
+    monkeypatch.setattr(pd.DataFrame, "to_markdown", missing)
+    t = report.table5(main_df)
+    md = report.to_markdown(t).splitlines()
+    assert len(md) == 2 + len(t) and md[1].startswith("|---")
+    assert md[2].split(" | ")[:2] == ["| sleepsim", "singletask"]

@@ -292,16 +292,17 @@ def e2e_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same as the CLI subprocesses below (OMP_NUM_THREADS=1)
     root = tmp_path_factory.mktemp("e2e")
+    runner._prepare_cached.cache_clear()
     try:
         summary = runner.run_experiment(runner.Experiment.from_dict(E2E), results_root=root, mode="quick",
                                         progress=False)
     finally:
         torch.set_num_threads(threads)
-    return root, summary
+    return root, summary, runner._prepare_cached.cache_info()
 
 
 def test_end_to_end_quick_grid_on_sleepsim(e2e_run):
-    root, summary = e2e_run
+    root, summary, cache = e2e_run
     assert len(summary.ran) == 3 and summary.mode == "quick"
     recs = [runner.read_record(p) for p in record_files(root / "e2e")]
     assert {r["spec"]["method"] for r in recs} == {"multitask", "smooth_distill", "singletask"}
@@ -321,6 +322,19 @@ def test_end_to_end_quick_grid_on_sleepsim(e2e_run):
         assert r["provenance"]["mode"] == "quick" and r["provenance"]["started"] <= r["provenance"]["finished"]
     params = {r["spec"]["method"]: r["compute"]["params"]["value"] for r in recs}
     assert params["multitask"] == params["smooth_distill"] < params["singletask"]  # two nets for singletask
+    assert cache.misses == 1 and cache.hits == 2  # data prepared once
+
+
+def test_ratio_run_subsamples_only_the_fit_windows(e2e_run):
+    root = e2e_run[0]
+    (ref,) = [runner.read_record(p) for p in record_files(root / "e2e")
+              if runner.read_record(p)["spec"]["method"] == "multitask"]
+    exp = runner.Experiment.from_dict({**E2E, "methods": ["multitask"], "train_ratios": [0.5], "folds": [3]})
+    (spec,) = runner.expand(exp, "quick")
+    assert spec.fold == 0  # the ratio ablation uses one fixed split
+    body = runner.run_one(spec, progress=False)
+    assert body["data"]["n_fit"] == round(0.5 * ref["data"]["n_fit"])
+    assert (body["data"]["n_val"], body["data"]["n_test"]) == (ref["data"]["n_val"], ref["data"]["n_test"])
 
 
 def _cli(results: Path, config: Path) -> subprocess.Popen:
@@ -332,10 +346,11 @@ def _cli(results: Path, config: Path) -> subprocess.Popen:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
     """SIGKILL the CLI right after its first record appears, restart it: the final records are the
     uninterrupted run's (same run_ids, same numbers) and every one is valid."""
-    ref_root, _ = e2e_run
+    ref_root = e2e_run[0]
     config = runner.save_experiment(runner.Experiment.from_dict(E2E), tmp_path / "e2e.yaml")
     runs = tmp_path / "e2e" / "runs"
     proc = _cli(tmp_path, config)
