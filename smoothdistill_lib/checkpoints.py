@@ -128,7 +128,9 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> t
     try:
         meta = json.loads(js.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"checkpoint metadata {js} is not valid JSON (line {e.lineno}): delete it and retrain") from e
+        raise ValueError(
+            f"checkpoint metadata {js} is not valid JSON (line {e.lineno}): delete it and retrain"
+        ) from e
     if meta.get("weights_sha256") and meta["weights_sha256"] != _sha256(pt):
         raise ValueError(f"checkpoint {pt} does not match the sha256 recorded in {js} (interrupted save?): "
                          "delete both files and retrain")  # fmt: skip
@@ -154,7 +156,7 @@ class Checkpoint:
 def fit_metadata(result) -> dict:
     """JSON metadata of an ``engine.FitResult``: config, selection, timings, accuracies, history."""
     metrics = {}
-    for (split, who) in result.predictions:
+    for split, who in result.predictions:
         a1, a2 = result.accuracy(split, who)
         metrics[f"{split}_acc_task1" if who == "student" else f"{who}_{split}_acc_task1"] = a1
         metrics[f"{split}_acc_task2" if who == "student" else f"{who}_{split}_acc_task2"] = a2

@@ -97,7 +97,9 @@ class EMATeacher:
         return self.module.state_dict()
 
 
-def averaged_model_reference(student: nn.Module, decay: float = 0.999, buffers: str = "copy") -> AveragedModel:
+def averaged_model_reference(
+    student: nn.Module, decay: float = 0.999, buffers: str = "copy"
+) -> AveragedModel:
     """torch's own EMA, aligned with :class:`EMATeacher` (for tests and the book).
 
     ``AveragedModel``'s first ``update_parameters`` copies the student; calling it once here makes

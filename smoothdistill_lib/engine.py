@@ -191,7 +191,9 @@ def _unpack(data) -> tuple[np.ndarray | torch.Tensor, object, object, tuple[int,
         return data["X"], data["y1"], data["y2"], None
     if isinstance(data, tuple | list) and len(data) == 3:
         return data[0], data[1], data[2], None
-    raise ValueError(f"fit: data must be a Windows, a Prepared, (X, y1, y2) or a dict, got {type(data).__name__}")
+    raise ValueError(
+        f"fit: data must be a Windows, a Prepared, (X, y1, y2) or a dict, got {type(data).__name__}"
+    )
 
 
 def _tensors(data, device: torch.device, n_classes):
@@ -331,7 +333,19 @@ def predict(model: nn.Module, X, batch_size: int = 1024, device=None) -> tuple[n
 # The loop
 
 # Layout of the per-epoch training accumulator (one device tensor, read once per epoch).
-_SUMS = ("loss", "ce1", "ce2", "kd1", "kd2", "correct1", "correct2", "t_ce1", "t_ce2", "t_correct1", "t_correct2")
+_SUMS = (
+    "loss",
+    "ce1",
+    "ce2",
+    "kd1",
+    "kd2",
+    "correct1",
+    "correct2",
+    "t_ce1",
+    "t_ce2",
+    "t_correct1",
+    "t_correct2",
+)
 
 
 def _batch_sums(out: dict, y1: torch.Tensor, y2: torch.Tensor, with_teacher: bool) -> torch.Tensor:
@@ -352,7 +366,9 @@ def _batch_sums(out: dict, y1: torch.Tensor, y2: torch.Tensor, with_teacher: boo
 
 
 def _has_batchnorm(models: dict[str, nn.Module]) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for net in models.values() for m in net.modules())
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for net in models.values() for m in net.modules()
+    )
 
 
 def _batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list[tuple[int, int]]:
@@ -402,7 +418,9 @@ _TEACHER_COLS = ("teacher_train_loss_task1", "teacher_train_loss_task2", "teache
                  "teacher_val_acc_task1", "teacher_val_acc_task2", "teacher_val_acc_mean")  # fmt: skip
 
 
-def _history_row(epoch, stage, n, nv, tr: dict, va: list, tv: list | None, has_kd, has_teacher, alpha) -> dict:
+def _history_row(
+    epoch, stage, n, nv, tr: dict, va: list, tv: list | None, has_kd, has_teacher, alpha
+) -> dict:
     """One history row from the epoch's training sums ``tr``, validation sums ``va`` (and ``tv``,
     the teacher's): losses are per-window means, accuracies percentages."""
     nan = float("nan")
@@ -423,8 +441,15 @@ def _history_row(epoch, stage, n, nv, tr: dict, va: list, tv: list | None, has_k
                     "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n})  # fmt: skip
     if tv is not None:
         t1, t2 = 100.0 * tv[2] / nv, 100.0 * tv[3] / nv
-        row.update({"teacher_val_loss_task1": tv[0] / nv, "teacher_val_loss_task2": tv[1] / nv,
-                    "teacher_val_acc_task1": t1, "teacher_val_acc_task2": t2, "teacher_val_acc_mean": 0.5 * (t1 + t2)})
+        row.update(
+            {
+                "teacher_val_loss_task1": tv[0] / nv,
+                "teacher_val_loss_task2": tv[1] / nv,
+                "teacher_val_acc_task1": t1,
+                "teacher_val_acc_task2": t2,
+                "teacher_val_acc_mean": 0.5 * (t1 + t2),
+            }
+        )
     return row
 
 
@@ -470,7 +495,9 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
         tv = None
         if eval_teacher:  # diagnostics only: not part of the method's cost, so not timed
             tv = _eval_sums(ema, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16).tolist()
-            bests["teacher"].offer(_score(100.0 * tv[2] / nv, 100.0 * tv[3] / nv, cfg.selection), epoch, ema.module)
+            bests["teacher"].offer(
+                _score(100.0 * tv[2] / nv, 100.0 * tv[3] / nv, cfg.selection), epoch, ema.module
+            )
         row = _history_row(epoch, stage, n, nv, tr, va, tv, has_kd, ema is not None, cfg.alpha)
         row["epoch_seconds"] = epoch_seconds
         rows.append(row)
@@ -489,7 +516,10 @@ def _determinism(enabled: bool, device: torch.device):
     if not (enabled and device.type == "cpu"):
         yield
         return
-    prev, prev_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    prev, prev_warn = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
@@ -532,8 +562,10 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     for a, b, na, nb in ((fit_np, val_np, "fit_idx", "val_idx"), (fit_np, test_np, "fit_idx", "test_idx"),
                          (val_np, test_np, "val_idx", "test_idx")):  # fmt: skip
         if np.intersect1d(a, b).size:
-            raise ValueError(f"fit: {na} and {nb} overlap ({np.intersect1d(a, b).size} windows): selection "
-                             "and test must use windows the model was not trained on")
+            raise ValueError(
+                f"fit: {na} and {nb} overlap ({np.intersect1d(a, b).size} windows): selection "
+                "and test must use windows the model was not trained on"
+            )
     fit_t, val_t, test_t = (torch.as_tensor(a, device=device) for a in (fit_np, val_np, test_np))
     data_t = (X, y1, y2)
     stages = 2 if method.stage1 else 1
@@ -557,7 +589,11 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
             teacher_net.load_state_dict(s1.best["student"].state)
             teacher_net.eval()
             teacher_net.requires_grad_(False)
-            teacher_state, teacher_forward, teacher_epoch = s1.best["student"].state, teacher_net, s1.best["student"].epoch
+            teacher_state, teacher_forward, teacher_epoch = (
+                s1.best["student"].state,
+                teacher_net,
+                s1.best["student"].epoch,
+            )
         models = {k: m.to(device) for k, m in _build(cfg, method, n_classes, L, build).items()}
         if method.teacher == "ema":
             teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
@@ -662,4 +698,13 @@ def cli_train(args) -> int:
     return 0
 
 
-__all__ = ["METHODS", "FitResult", "TrainConfig", "cli_train", "fit", "make_optimizer", "predict", "resolve_device"]
+__all__ = [
+    "METHODS",
+    "FitResult",
+    "TrainConfig",
+    "cli_train",
+    "fit",
+    "make_optimizer",
+    "predict",
+    "resolve_device",
+]

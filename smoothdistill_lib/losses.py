@@ -26,7 +26,9 @@ def multitask_ce(
     return alpha * ce1 + (1.0 - alpha) * ce2, ce1, ce2
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 3.0) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 3.0
+) -> torch.Tensor:
     """Hinton KD: ``T^2 * KL(softmax(z_T/T) || softmax(z_S/T))``, ``batchmean``, teacher detached.
 
     ``batchmean`` = sum over classes, mean over the batch (the authors' ``distillation_loss``,

@@ -33,9 +33,9 @@ from smoothdistill_lib.splits import (
     PROTOCOLS,
     Split,
     Standardizer,
+    contiguous_cap,
     leakage,
     paper_split,
-    stratified_cap,
     subject_split,
 )
 from smoothdistill_lib.windows import Windows, make_windows
@@ -105,8 +105,8 @@ def prepare(
     **load_options,
 ) -> Prepared:
     """Load ``dataset`` (a registry name, or a :class:`Recording` already loaded), window it, cap it
-    to the mode's ``max_windows`` (stratified by task-1 label; within subjects for the subject
-    protocol), split it by ``protocol`` with ``seed``, measure leakage and normalise.
+    to the mode's ``max_windows`` (the same share of every session, as one contiguous block, so
+    neighbouring windows and their leakage survive the cap; see ``splits.contiguous_cap``), split it by ``protocol`` with ``seed``, measure leakage and normalise.
 
     ``mode`` (quick | demo | full, default ``$SMOOTHDISTILL_MODE``) sizes the data: the loader gets it
     (e.g. quick mode loads 3 WISDM subjects) and ``max_windows`` defaults to its cap.
@@ -131,14 +131,14 @@ def prepare(
     windows = make_windows(rec, length=length, step=step, stream=stream, label_rule=label_rule, layout=layout)
     n_uncapped = len(windows)
     if cap is not None and n_uncapped > cap:
-        windows = windows.subset(stratified_cap(windows, cap, seed, by_subject=protocol == "subject"))
+        windows = windows.subset(contiguous_cap(windows, cap, seed))
 
     if protocol == "paper":
         split = paper_split(windows, seed=seed, n_folds=n_folds)
     else:
         split = subject_split(windows, seed=seed, n_folds=n_folds)
     if len(windows) < n_uncapped:
-        split.notes.append(f"capped to {len(windows)} of {n_uncapped} windows (stratified, seed {seed})")
+        split.notes.append(f"capped to {len(windows)} of {n_uncapped} windows (a contiguous block per session, seed {seed})")
     meter = leakage(windows, split)
 
     if normalise == "standardize":

@@ -146,6 +146,41 @@ def subsample_ratio(split_or_indices, windows: Windows, ratio: float, seed: int 
     return Split(kept, split.test, folds, split.protocol, split.seed, [*split.notes, note])
 
 
+def contiguous_cap(windows: Windows, max_windows: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ``max_windows`` windows: from every session the same share of its
+    windows, as ONE contiguous block at a random offset.
+
+    Why not a random sample: the paper protocol's main leak is that neighbouring, overlapping
+    windows fall on both sides of a random split. A random subsample thins the neighbours out and
+    hides that leak in small runs; contiguous blocks keep it, so quick/demo runs measure the same
+    kind of leakage as full runs. Sessions carry one label, so the cap is also stratified by label,
+    subject and placement.
+    """
+    n = len(windows)
+    if max_windows is None or n <= max_windows:
+        return np.arange(n, dtype=np.int64)
+    if max_windows < 1:
+        raise ValueError(f"contiguous_cap: max_windows must be >= 1, got {max_windows}")
+    sessions, first, counts = np.unique(np.asarray(windows.session), return_index=True, return_counts=True)
+    order = np.argsort(np.asarray(windows.session), kind="stable")
+    quota = counts * (max_windows / n)
+    keep = np.floor(quota).astype(np.int64)
+    # largest remainders get the leftover windows, so the total is exactly max_windows
+    rest = max_windows - int(keep.sum())
+    if rest > 0:
+        keep[np.argsort(-(quota - keep), kind="stable")[:rest]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = []
+    pos = 0
+    for count, k in zip(counts, keep):
+        members = order[pos : pos + count]  # this session's windows, in stream order
+        pos += count
+        if k:
+            off = int(rng.integers(0, count - k + 1))
+            chosen.append(members[off : off + k])
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
 def stratified_cap(windows: Windows, max_windows: int, seed: int = 0, by_subject: bool = False) -> np.ndarray:
     """Sorted indices of at most ``max_windows`` windows, stratified by the task-1 label (and by
     subject too when ``by_subject``, so each subject keeps its share: the subject protocol's cap).

@@ -104,7 +104,10 @@ def test_every_method_lowers_the_loss_and_beats_chance(sleepsim_quick, method):
 def test_same_seed_gives_identical_numbers_and_another_seed_does_not():
     data = _synthetic()
     idx = np.arange(300)
-    runs = [_tiny_fit(data, idx[:200], idx[200:250], idx[250:], method="smooth_distill", seed=s) for s in (7, 7, 8)]
+    runs = [
+        _tiny_fit(data, idx[:200], idx[200:250], idx[250:], method="smooth_distill", seed=s)
+        for s in (7, 7, 8)
+    ]
     drop = ["epoch_seconds"]
     pd.testing.assert_frame_equal(runs[0].history.drop(columns=drop), runs[1].history.drop(columns=drop))
     for key, p in runs[0].predictions.items():
@@ -257,8 +260,21 @@ def test_cli_train_prints_one_json_object(capsys, monkeypatch):
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0 and len(out) == 1
     rec = json.loads(out[0])
-    for key in ("test_acc_task1", "test_acc_task2", "test_f1_task1", "test_f1_task2", "best_epoch",
-                "train_seconds", "params", "dataset", "method", "model", "mode", "seed", "device"):
+    for key in (
+        "test_acc_task1",
+        "test_acc_task2",
+        "test_f1_task1",
+        "test_f1_task2",
+        "best_epoch",
+        "train_seconds",
+        "params",
+        "dataset",
+        "method",
+        "model",
+        "mode",
+        "seed",
+        "device",
+    ):
         assert key in rec, key
     assert rec["best_epoch"] == 1 and rec["method"] == "smooth_distill" and rec["mode"] == "quick"
     assert 0 <= rec["test_f1_task1"] <= 100 and rec["params"] > 1_000_000

@@ -22,7 +22,9 @@ def _kl(p: np.ndarray, q: np.ndarray) -> float:
 @pytest.fixture
 def logits():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randn(7, 5, generator=g, dtype=torch.float64)
+    return torch.randn(7, 5, generator=g, dtype=torch.float64), torch.randn(
+        7, 5, generator=g, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("T", [1.0, 3.0])

@@ -33,7 +33,11 @@ class TinyNet(nn.Module):
 
 def _batch(seed: int = 0, n: int = 16):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 1, 3, 12, generator=g), torch.randint(0, 4, (n,), generator=g), torch.randint(0, 3, (n,), generator=g)
+    return (
+        torch.randn(n, 1, 3, 12, generator=g),
+        torch.randint(0, 4, (n,), generator=g),
+        torch.randint(0, 3, (n,), generator=g),
+    )
 
 
 def _adam(*models):

@@ -13,6 +13,7 @@ from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_ru
 from smoothdistill_lib.splits import (
     Split,
     Standardizer,
+    contiguous_cap,
     leakage,
     paper_split,
     stratified_cap,
@@ -335,3 +336,29 @@ def test_leakage_of_a_random_paper_split_is_about_96_percent_shared():
     assert set(m) >= {"n_train", "n_test", "any_count", "any_fraction"}
     assert m["any_count"] == m["n_test"]
     json.dumps(m)
+
+
+def test_contiguous_cap_keeps_session_shares_and_neighbours():
+    w = make_windows(stacked_recording(n_subjects=6))
+    cap = 200
+    idx = contiguous_cap(w, cap, seed=0)
+    assert len(idx) == cap and np.all(np.diff(idx) > 0)
+    sess, counts = np.unique(w.session, return_counts=True)
+    kept = np.array([np.sum(w.session[idx] == s) for s in sess])
+    assert np.all(np.abs(kept - counts * cap / len(w)) < 1 + 1e-9)  # every session keeps its share
+    for s in sess:  # ... as one contiguous run of consecutive windows
+        members = np.flatnonzero(w.session == s)
+        pos = np.searchsorted(members, idx[w.session[idx] == s])
+        assert len(pos) == 0 or np.all(np.diff(pos) == 1)
+    assert np.array_equal(contiguous_cap(w, len(w), seed=0), np.arange(len(w)))
+    assert not np.array_equal(idx, contiguous_cap(w, cap, seed=1))
+
+
+def test_contiguous_cap_keeps_overlap_leakage_that_random_capping_hides():
+    w = make_windows(stacked_recording(n_subjects=3, run_lens=(3000, 3000, 3000, 3000)))
+    cap = len(w) // 4
+    shared = {}
+    for name, idx in {"contiguous": contiguous_cap(w, cap, 0), "random": stratified_cap(w, cap, 0)}.items():
+        sub = w.subset(idx)
+        shared[name] = leakage(sub, paper_split(sub, seed=0))["shared_samples_fraction"]
+    assert shared["contiguous"] > 0.5 and shared["contiguous"] > 1.5 * shared["random"]
