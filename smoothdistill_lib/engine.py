@@ -537,6 +537,37 @@ def _predictions(forward, X, y1, y2, idx: torch.Tensor, cfg: TrainConfig) -> dic
     }  # fmt: skip
 
 
+def _frozen_best(stage1: _Stage | None) -> nn.Module | None:
+    """born_again's teacher: the stage-1 net at its best validation epoch, eval mode, frozen."""
+    if stage1 is None:
+        return None
+    net = stage1.models["student"]
+    net.load_state_dict(stage1.best["student"].state)
+    return net.eval().requires_grad_(False)
+
+
+def _select(st: _Stage, stage1: _Stage | None):
+    """Load every net's best-epoch weights; return ``(state_dicts, best_epochs, forwards)``, where
+    ``forwards[who]`` maps ``x`` to ``(z1, z2)`` for who = student (and teacher)."""
+    for name, m in st.models.items():
+        m.load_state_dict(st.best[name].state)
+    _set_mode(st.models, False)
+    state_dicts = {name: _to_cpu(st.best[name].state) for name in st.models}
+    best_epochs = {name: st.best[name].epoch for name in st.models}
+    forwards = {"student": _forward_pair(st.models)}
+    if st.teacher is not None:  # smooth_distill: the EMA teacher, selected on validation if evaluated
+        if "teacher" in st.best:
+            st.teacher.module.load_state_dict(st.best["teacher"].state)
+            best_epochs["teacher"] = st.best["teacher"].epoch
+        state_dicts["teacher"] = _to_cpu(st.teacher.module.state_dict())
+        forwards["teacher"] = st.teacher.module
+    elif stage1 is not None:  # born_again: the stage-1 net (already at its best epoch)
+        state_dicts["teacher"] = _to_cpu(stage1.best["student"].state)
+        best_epochs["teacher"] = stage1.best["student"].epoch
+        forwards["teacher"] = stage1.models["student"]
+    return state_dicts, best_epochs, forwards
+
+
 def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = True, *,
         build: Callable[[tuple[int, ...]], nn.Module] | None = None,
         n_classes: tuple[int, int] | None = None) -> FitResult:  # fmt: skip
@@ -567,63 +598,31 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
                 "and test must use windows the model was not trained on"
             )
     fit_t, val_t, test_t = (torch.as_tensor(a, device=device) for a in (fit_np, val_np, test_np))
-    data_t = (X, y1, y2)
-    stages = 2 if method.stage1 else 1
+    data_t, stages = (X, y1, y2), (2 if method.stage1 else 1)
     bar = tqdm(total=cfg.epochs * stages, desc=f"{cfg.method}", unit="epoch", leave=True,
                disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
     with _determinism(cfg.deterministic, device), bar:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on every device
-        L = X.shape[-1]
-        stage_seconds: dict[str, float] = {}
-        rows: list[dict] = []
-        teacher_state, teacher_forward, teacher_epoch = None, None, None
-        if method.stage1:  # born_again: the multitask teacher, trained and selected on this fold
-            s1_method = get_method(method.stage1)
-            s1_models = {k: m.to(device) for k, m in _build(cfg, s1_method, n_classes, L, build).items()}
-            s1 = _train_stage(s1_method, s1_models, None, data_t, fit_t, val_t, cfg, gen, bar, 1, device,
-                              f"{cfg.method} stage 1 (teacher)")  # fmt: skip
-            stage_seconds["stage1"] = s1.seconds
-            rows += s1.rows
-            teacher_net = s1_models["student"]
-            teacher_net.load_state_dict(s1.best["student"].state)
-            teacher_net.eval()
-            teacher_net.requires_grad_(False)
-            teacher_state, teacher_forward, teacher_epoch = (
-                s1.best["student"].state,
-                teacher_net,
-                s1.best["student"].epoch,
-            )
-        models = {k: m.to(device) for k, m in _build(cfg, method, n_classes, L, build).items()}
-        if method.teacher == "ema":
-            teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
-        else:
-            teacher = teacher_forward
-        st = _train_stage(method, models, teacher, data_t, fit_t, val_t, cfg, gen, bar, stages, device,
-                          f"{cfg.method} stage 2 (student)" if stages == 2 else "")  # fmt: skip
-        stage_seconds[f"stage{stages}"] = st.seconds
-        rows += st.rows
 
-        last = {name: _to_cpu(m.state_dict()) for name, m in models.items()}
-        for name, m in models.items():
-            m.load_state_dict(st.best[name].state)
-        _set_mode(models, False)
-        whos = {"student": _forward_pair(models)}
-        best_epochs = {name: b.epoch for name, b in st.best.items() if name != "teacher"}
-        state_dicts = {name: _to_cpu(st.best[name].state) for name in models}
-        if method.teacher == "ema":
-            if cfg.eval_teacher:
-                st.teacher.module.load_state_dict(st.best["teacher"].state)
-                best_epochs["teacher"] = st.best["teacher"].epoch
-            state_dicts["teacher"] = _to_cpu(st.teacher.module.state_dict())
-            whos["teacher"] = st.teacher.module
-        elif teacher_state is not None:
-            state_dicts["teacher"] = _to_cpu(teacher_state)
-            best_epochs["teacher"] = teacher_epoch
-            whos["teacher"] = teacher_forward
+        def train(m: Method, teacher, stage: int, label: str = "") -> _Stage:
+            models = {k: net.to(device) for k, net in _build(cfg, m, n_classes, X.shape[-1], build).items()}
+            if m.teacher == "ema":  # built here: the teacher starts as a copy of THIS student
+                teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
+            return _train_stage(m, models, teacher, data_t, fit_t, val_t, cfg, gen, bar, stage, device, label)
+
+        stage1 = None
+        if method.stage1:  # born_again: the multitask teacher, trained and selected on this fold
+            stage1 = train(get_method(method.stage1), None, 1, f"{cfg.method} stage 1 (teacher)")
+        st = train(method, _frozen_best(stage1), stages, f"{cfg.method} stage 2 (student)" if stage1 else "")
+        rows = (stage1.rows if stage1 else []) + st.rows
+        stage_seconds = {f"stage{k + 1}": s.seconds for k, s in enumerate(x for x in (stage1, st) if x)}
+        last = {name: _to_cpu(m.state_dict()) for name, m in st.models.items()}
+        state_dicts, best_epochs, forwards = _select(st, stage1)
         splits = {"val": val_t} | ({"test": test_t} if len(test_t) else {})
         predictions = {(split, who): _predictions(fwd, X, y1, y2, idx, cfg)
-                       for who, fwd in whos.items() for split, idx in splits.items()}  # fmt: skip
+                       for who, fwd in forwards.items() for split, idx in splits.items()}  # fmt: skip
+        models = st.models
     best_epoch = best_epochs["student"] if "student" in best_epochs else best_epochs["task1"]
     return FitResult(
         history=pd.DataFrame(rows),

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -174,13 +177,32 @@ def record_timing(chapter: str, mode: str, device: str, seconds: float, path: Pa
     if not seconds >= 0:
         raise ValueError(f"seconds must be >= 0, got {seconds!r}")
     path = Path(path) if path else timings_path()
-    table = load_timings(path)
-    table.setdefault(chapter, {}).setdefault(device, {})[mode] = {"seconds": round(float(seconds), 1), **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)  # atomic: a crash never leaves half a file
+    with _locked(path):  # several chapters may be executed at once: no lost update
+        table = load_timings(path)
+        table.setdefault(chapter, {}).setdefault(device, {})[mode] = {"seconds": round(float(seconds), 1), **extra}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+        tmp.replace(path)  # atomic: a crash never leaves half a file
     return table
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock for read-modify-write of ``path`` (a lock file in the temp folder, so the
+    repository gets no stray files). Where ``fcntl`` does not exist (Windows) there is no lock."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    name = "smoothdistill-" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12] + ".lock"
+    with open(Path(tempfile.gettempdir()) / name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -27,6 +27,7 @@ BOOK = ROOT / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 sys.path.insert(0, str(ROOT / "tools"))
 
+import check_widgets_offline  # noqa: E402
 import execute_chapter  # noqa: E402
 import new_chapter  # noqa: E402
 
@@ -216,6 +217,25 @@ def test_new_chapter_from_template(tmp_path):
         new_chapter.new_chapter("mtlnet", "x", book_dir=tmp_path)
 
 
+def test_widget_offline_check_flags_cdn_and_missing_local_scripts(tmp_path):
+    state = '<script type="application/vnd.jupyter.widget-state+json">{}</script>'
+    local = '<script src="../_static/require.js?v=1"></script><script src="../_static/embed-amd.js?v=2"></script>'
+    cdn = ('<script src="https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js"></script>'
+           '<script src="https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js"></script>')
+    (tmp_path / "book").mkdir()
+    good, bad, plain = tmp_path / "book" / "good.html", tmp_path / "book" / "bad.html", tmp_path / "plain.html"
+    good.write_text(state + local)
+    bad.write_text(state + cdn)
+    plain.write_text(cdn)  # no widget state: not a widget page
+    assert check_widgets_offline.widget_pages(tmp_path) == [bad, good]
+    assert check_widgets_offline.static_problems(good) == []
+    problems = check_widgets_offline.static_problems(bad)
+    assert sum("no local _static/" in p for p in problems) == 2 and sum("from a CDN" in p for p in problems) == 2
+    assert check_widgets_offline.main([str(tmp_path)]) == 1
+    bad.unlink()
+    assert check_widgets_offline.main([str(tmp_path)]) == 0
+
+
 # ---- book configuration --------------------------------------------------------------------------
 
 def test_widget_scripts_are_vendored_and_wired():
@@ -234,7 +254,7 @@ def test_toc_lists_exactly_the_chapters_that_exist():
     files = [c["file"] for part in toc["parts"] for c in part.get("chapters") or []]
     assert all((ROOT / f).with_suffix(".ipynb").exists() or (ROOT / f).with_suffix(".md").exists() for f in files)
     listed = sorted(f for f in files if re.match(r"book/\d\d_", f))
-    assert listed == [f"book/{p.stem}" for p in CHAPTERS]
+    assert listed == [f"book/{p.stem}" for p in CHAPTERS], "_toc.yml must list every book/NN_*.ipynb, and no other"
 
 
 def test_pytest_collects_only_numbered_chapters():
@@ -269,20 +289,38 @@ def test_chapter_conventions(path):
                           if c.cell_type == "code").source
     # the set-up cell: first code cell, the template's apart from the EXTRAS / NEEDED lines
     differ = [a for a, b in zip(code[0].source.splitlines(), template_setup.splitlines(), strict=False) if a != b]
-    assert all(line.startswith(("EXTRAS =", "NEEDED =")) for line in differ), differ
+    assert all(line.startswith(("EXTRAS =", "NEEDED =")) for line in differ), \
+        f"the first code cell must be the template's set-up cell (only EXTRAS/NEEDED may differ): {differ}"
     outputs = [o for c in code for o in c.get("outputs", [])]
-    assert outputs and "Provenance" in outputs[0].get("data", {}).get("text/markdown", "")
-    assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in code) >= 2
+    assert outputs, "no outputs: execute it with tools/execute_chapter.py before committing"
+    assert "Provenance" in outputs[0].get("data", {}).get("text/markdown", ""), \
+        "the first output must be the provenance banner (nb.banner)"
+    errors = [o.get("ename") for o in outputs if o.get("output_type") == "error"]
+    assert not errors, f"error outputs stored: {errors}"
+    n_check = sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in code)
+    assert n_check >= 2, f"{n_check} '# NBVAL_CHECK_OUTPUT' cell(s); at least 2 needed"
     for c in code:
         tags = set(c.metadata.get("tags", []))
-        assert ("nbval-skip" in tags) == ("skip-execution" in tags), c.source[:80]
+        assert ("nbval-skip" in tags) == ("skip-execution" in tags), \
+            f"GPU-only cells need both tags nbval-skip and skip-execution: {c.source[:80]!r}"
     timing = [c for c in code if "chapter-timings" in c.metadata.get("tags", [])]
-    assert len(timing) == 1 and f'nb.time_table("{path.stem}")' in timing[0].source
-    assert path.stat().st_size < 2_000_000
+    assert len(timing) == 1 and f'nb.time_table("{path.stem}")' in timing[0].source, \
+        f'one cell tagged chapter-timings with nb.time_table("{path.stem}") is needed'
+    assert path.stat().st_size < 2_000_000, f"{path.stat().st_size / 1e6:.2f} MB >= 2 MB"
     prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
     used = {m.split(":")[0] for m in GLUE_ROLE.findall(prose)} | set(GLUE_DIRECTIVE.findall(prose))
     missing = used - _glued_names(notebook)
     assert not missing, f"prose uses glue names with no stored value: {sorted(missing)}"
     if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs):
         assert notebook.metadata.get("widgets"), "widgets shown but no widget state stored"
+
+
+def test_concurrent_timing_records_are_not_lost(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "t.json"
+    jobs = [(f"{i:02d}_x", m) for i in range(8) for m in ("quick", "demo")]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda job: nb.record_timing(job[0], job[1], "cpu", 1.0, path=path), jobs))
+    data = nb.load_timings(path)
+    assert sorted((c, m) for c in data for m in data[c]["cpu"]) == sorted(jobs)
