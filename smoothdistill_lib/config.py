@@ -43,7 +43,7 @@ _SETTINGS = {
     "quick": ModeSettings("quick", epochs=2, n_seeds=1, n_folds=1, max_windows=1200,
                           sleepsim_subjects=4, sleepsim_seconds=12.0, wisdm_subjects=3),
     # Colab / CPU: minutes per chapter
-    "demo": ModeSettings("demo", epochs=10, n_seeds=3, n_folds=1, max_windows=6000,
+    "demo": ModeSettings("demo", epochs=8, n_seeds=3, n_folds=1, max_windows=4000,
                          sleepsim_subjects=12, sleepsim_seconds=30.0, wisdm_subjects=None),
     # GPU: the paper's protocol (300 epochs, 5 seeds x 5 folds, all data)
     "full": ModeSettings("full", epochs=300, n_seeds=5, n_folds=5, max_windows=None),
