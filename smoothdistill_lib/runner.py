@@ -258,17 +258,19 @@ def resolve_mode(experiment: Experiment, mode: str | None = None) -> ModeSetting
 
 
 def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
-    """The experiment's grid, ordered so that runs sharing prepared data are adjacent and every
-    method of one (seed, fold) comes before the next seed (a partial grid is still a fair comparison)."""
+    """The experiment's grid, seed-major: every (dataset, protocol, method) cell of one seed comes
+    before the next seed, so a grid stopped part-way (and resumed later, in chunks) is still a
+    balanced, fair comparison with fewer seeds. Prepared data is cached per process, so the order
+    costs no reloading."""
     ms = resolve_mode(experiment, mode)
     seeds = experiment.seeds if experiment.seeds is not None else list(range(ms.n_seeds))
     folds = experiment.folds if experiment.folds is not None else list(range(ms.n_folds))
     epochs = experiment.epochs if experiment.epochs is not None else ms.epochs
     specs: list[RunSpec] = []
     seen: set[str] = set()
-    for dataset in experiment.datasets:
-        for protocol in experiment.protocols:
-            for seed in seeds:
+    for seed in seeds:
+        for dataset in experiment.datasets:
+            for protocol in experiment.protocols:
                 for ratio in experiment.train_ratios:
                     # the paper's ratio ablation has no cross-validation: one fixed split = fold 0
                     for fold in (folds if ratio is None else [0]):
@@ -504,7 +506,7 @@ def cli_run(args) -> int:
 
 
 # ----------------------------------------------------------------------------- one run
-@functools.lru_cache(maxsize=2)  # faithful + axes layouts of the dataset being run
+@functools.lru_cache(maxsize=8)  # (dataset, protocol, layout) cells of a grid: a few MB each
 def _prepare_cached(dataset: str, protocol: str, mode: str, split_seed: int, layout: str,
                     data_options_json: str):
     from smoothdistill_lib.pipeline import prepare
