@@ -251,7 +251,6 @@ def test_config_round_trips_through_json_and_predict_returns_numpy_logits():
 
 
 def test_cli_train_prints_one_json_object(capsys, monkeypatch):
-    pytest.importorskip("smoothdistill_lib.datasets", reason="datasets registry (H1) not present yet")
     from smoothdistill_lib.cli import main
 
     monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
