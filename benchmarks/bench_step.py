@@ -32,7 +32,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from smoothdistill_lib.ema import EMATeacher, averaged_model_reference  # noqa: E402
-from smoothdistill_lib.engine import TrainConfig, fit, make_optimizer, resolve_device  # noqa: E402
+from smoothdistill_lib.engine import (  # noqa: E402
+    TrainConfig,
+    fit,
+    make_optimizer,
+    resolve_device,
+    to_training_device,
+)
 from smoothdistill_lib.methods import METHODS  # noqa: E402
 from smoothdistill_lib.models import build_model  # noqa: E402
 
@@ -64,7 +70,7 @@ def bench_steps(device: torch.device, rounds: int, steps: int) -> dict:
     runners = {}
     for name in ("multitask", "smooth_distill"):
         torch.manual_seed(0)
-        model = build_model("mtlnet", N_CLASSES).to(device).train()
+        model = to_training_device(build_model("mtlnet", N_CLASSES), device).train()  # as engine.fit does
         opt = make_optimizer(model.parameters(), cfg.lr, device)
         teacher = EMATeacher(model, cfg.ema_decay) if name == "smooth_distill" else None
         step = METHODS[name].step
