@@ -14,6 +14,10 @@ at their LAST epoch (reference notes §5.2a). This engine never does that: ``Fit
 and all predictions come from the best epoch; ``FitResult.last_state_dicts`` holds the last epoch's
 weights only so the book can show what the bug would have tested.
 
+Speed, without changing the math: Adam uses torch's fused kernel where one exists, on CPU the
+nets with 2-D convolutions train in channels_last memory format, and the EMA update is one
+``_foreach_lerp_`` (``benchmarks/bench_step.py`` measures all three against the authors' loop).
+
 Epochs are numbered from 1. Accuracies are percentages (0-100), like :mod:`metrics` and the paper.
 """
 
@@ -58,6 +62,9 @@ class TrainConfig:
     ``eval_teacher``: also validate/select/test the EMA teacher (smooth_distill; not timed).
     ``deterministic``: deterministic algorithms on CPU (same seed -> identical numbers).
     ``device``: ``None`` picks cuda > mps > cpu. ``bf16``: bf16 autocast on CUDA only.
+    ``lam=0`` trains the student as plain multitask while the EMA teacher still tracks it: the
+    "EMA weights only" ablation (its numbers are the ``teacher`` predictions).
+    ``eval_batch_size`` only batches evaluation (results differ at most by float rounding).
     """
 
     method: str = "smooth_distill"
@@ -621,7 +628,8 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
 
         def train(m: Method, teacher, stage: int, label: str = "") -> _Stage:
             models = {
-                k: to_training_device(net, device) for k, net in _build(cfg, m, n_classes, X.shape[-1], build).items()
+                k: to_training_device(net, device)
+                for k, net in _build(cfg, m, n_classes, X.shape[-1], build).items()
             }
             if m.teacher == "ema":  # built here: the teacher starts as a copy of THIS student
                 teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
