@@ -619,21 +619,5 @@ def evaluate(predictions: Mapping, class_names: tuple[list[str], list[str]]) -> 
 
 
 # ----------------------------------------------------------------------------- JSON helpers
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars/arrays -> Python, tuples -> lists, NaN/inf -> None (strict
-    JSON has no NaN; metrics such as NPV are undefined when a class is never predicted)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    return obj
+# one JSON-cleaning rule for checkpoints and run records
+from smoothdistill_lib.checkpoints import _jsonable  # noqa: E402
