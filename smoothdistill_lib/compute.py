@@ -16,8 +16,11 @@ table can show an estimate as an estimate. Conventions:
 - **Training FLOPs** are an estimate: forward + backward = 3 x forward per trained model, plus the
   teacher's forward where a method has one.
 - **Time**: ``time.perf_counter`` with ``torch.cuda.synchronize`` before and after on GPU.
-- **Peak memory**: ``torch.cuda.max_memory_allocated`` on GPU; the process's peak resident set
-  size (``resource`` ``ru_maxrss``) on CPU, which is not reset per block.
+- **Peak memory**: ``torch.cuda.max_memory_allocated`` on GPU. On CPU, the process's peak resident
+  set size during the block: Linux's ``VmHWM``, reset at the block's start by writing ``5`` to
+  ``/proc/self/clear_refs`` (so runs of one grid are comparable; it includes what the process
+  already holds, e.g. the loaded data). Where that reset is not possible (macOS, Windows, old
+  kernels) the figure is ``ru_maxrss`` since process start, and its ``how`` says so.
 - **Energy**: NVML's energy counter (``nvmlDeviceGetTotalEnergyConsumption``) where the GPU has one;
   otherwise an estimate ``P x t`` labelled ``"estimate: P x t with P=<W> W (<which>)"``, P being the
   GPU's board power (TDP) or, on a CPU / unknown device, the paper's convention (A100 SXM, 400 W).
@@ -303,6 +306,28 @@ def _energy_reader(device: torch.device) -> Callable[[], float] | None:
         return None
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0); ``False`` where impossible.
+    Hand-written: neither ``resource`` nor psutil can reset the high-water mark."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _vm_hwm_mb() is not None
+    except OSError:
+        return False
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _peak_rss_mb() -> float | None:
     try:
         import resource
@@ -329,6 +354,8 @@ class CostMeter:
         self._reader = _energy_reader(self.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._rss_reset = _reset_peak_rss()
         synchronize(self.device)
         self._e0 = self._reader() if self._reader else None
         self._t0 = time.perf_counter()
@@ -337,6 +364,8 @@ class CostMeter:
     def __exit__(self, *exc) -> None:
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._t0
+        # read the peak now: records() may be called after later blocks have moved the mark
+        self._rss_peak = _vm_hwm_mb() if getattr(self, "_rss_reset", False) else _peak_rss_mb()
         if self._reader:
             self._energy_mj = self._reader() - self._e0
 
@@ -352,9 +381,13 @@ class CostMeter:
             out["peak_memory"] = _record(peak, "MB (2^20 bytes)", f"torch.cuda.max_memory_allocated in the "
                                          f"block on {name} (PyTorch tensors; allocator cache and CUDA context "
                                          "not included)")
-        else:
+        elif getattr(self, "_rss_reset", False):
             # tracemalloc would miss tensors (PyTorch allocates them outside Python's allocator)
-            out["peak_memory"] = _record(_peak_rss_mb(), "MB (2^20 bytes)", "process peak resident set size "
+            out["peak_memory"] = _record(self._rss_peak, "MB (2^20 bytes)", "process peak resident set size "
+                                         "during the block (Linux VmHWM, reset at its start via "
+                                         f"/proc/self/clear_refs; includes data already loaded); {name}")
+        else:
+            out["peak_memory"] = _record(self._rss_peak, "MB (2^20 bytes)", "process peak resident set size "
                                          "since process start (resource ru_maxrss), not reset per block; "
                                          f"{name}")
         if self._energy_mj is not None:

@@ -49,14 +49,20 @@ def _default_epochs() -> int:
     return get_mode().epochs
 
 
+def _default_ema_decay() -> float:
+    return get_mode().ema_decay
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (JSON-able with ``dataclasses.asdict``).
 
     Defaults are the authors' values (reference notes §3.3, §4): Adam lr 1e-3, batch 64, task weight
-    ``alpha`` 0.5; Smooth-Distill ``lam`` 0.5, ``temperature`` 3, ``ema_decay`` 0.999; SD-Dropout p 0.5,
+    ``alpha`` 0.5; Smooth-Distill ``lam`` 0.5, ``temperature`` 3, ``ema_decay`` 0.999 (full mode); SD-Dropout p 0.5,
     T 2, weight 1; Born-Again T 3 and lam 0.5 (the paper lost its values; Smooth-Distill's mirrored).
-    ``epochs`` defaults to the run mode's (``SMOOTHDISTILL_MODE``), fixed when the config is made.
+    ``epochs`` and ``ema_decay`` default to the run mode's (``SMOOTHDISTILL_MODE``; the paper's 0.999 in
+    full mode, a shorter horizon for the shorter quick/demo runs, see ``config.ModeSettings``), fixed
+    when the config is made.
     ``selection``: ``"mean"`` of both tasks' validation accuracy (the paper's text) or ``"task1"``
     (the authors' code). ``ema_buffers``/``ema_warmup``: see :class:`~smoothdistill_lib.ema.EMATeacher`.
     ``eval_teacher``: also validate/select/test the EMA teacher (smooth_distill; not timed).
@@ -76,7 +82,7 @@ class TrainConfig:
     alpha: float = 0.5
     lam: float = 0.5
     temperature: float = 3.0
-    ema_decay: float = 0.999
+    ema_decay: float = field(default_factory=_default_ema_decay)
     ema_buffers: str = "copy"
     ema_warmup: bool = False
     sdd_dropout: float = 0.5
@@ -694,7 +700,8 @@ def cli_train(args) -> int:
         raise ValueError(f"--fold {args.fold} is out of range: the split has {len(split.folds)} folds")
     fit_idx, val_idx = split.folds[args.fold]
     kw = {"method": args.method, "model": args.model, "seed": args.seed, "device": args.device,
-          "epochs": args.epochs or mode.epochs, "batch_size": mode.batch_size}  # fmt: skip
+          "epochs": args.epochs or mode.epochs, "batch_size": mode.batch_size,
+          "ema_decay": mode.ema_decay}  # fmt: skip
     if args.lam is not None:
         kw["lam"] = args.lam
         kw["ba_lam"] = args.lam

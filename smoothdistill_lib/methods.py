@@ -157,7 +157,7 @@ METHODS: dict[str, Method] = {
                          "stage 1 multitask teacher, stage 2 fresh student with CE + lam KD (T=3)",
                          teacher="stage1", stage1="multitask"),
     "smooth_distill": Method("smooth_distill", smooth_distill_step,
-                             "CE + lam KD from an EMA teacher updated after every step (T=3, a=0.999)",
+                             "CE + lam KD from an EMA teacher updated after every step (T=3; a=0.999 at full size)",
                              teacher="ema"),
 }  # fmt: skip
 

@@ -279,6 +279,7 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
                                 for lam in (experiment.lams if method in LAM_METHODS else [None]):
                                     train = _resolve_train(method=method, model=model, epochs=epochs,
                                                            seed=seed, lam=lam, batch_size=ms.batch_size,
+                                                           ema_decay=ms.ema_decay,
                                                            options=experiment.train_options)
                                     spec = RunSpec(
                                         experiment=experiment.name, dataset=dataset, protocol=protocol,
@@ -302,12 +303,13 @@ def _train_config_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _resolve_train(*, method, model, epochs, seed, lam, batch_size, options) -> dict:
-    """The full TrainConfig as a JSON-able dict (device left out: it does not change the run)."""
+def _resolve_train(*, method, model, epochs, seed, lam, batch_size, ema_decay, options) -> dict:
+    """The full TrainConfig as a JSON-able dict (device left out: it does not change the run).
+    Sizes come from the grid's mode (not ``$SMOOTHDISTILL_MODE``); the config's options may override."""
     from smoothdistill_lib.engine import TrainConfig
 
-    kw = {"batch_size": batch_size, **options, "method": method, "model": model, "epochs": int(epochs),
-          "seed": int(seed)}
+    kw = {"batch_size": batch_size, "ema_decay": ema_decay, **options, "method": method, "model": model,
+          "epochs": int(epochs), "seed": int(seed)}
     if lam is not None:
         kw["lam"] = float(lam)
     d = _jsonable(dataclasses.asdict(TrainConfig(**kw)))
@@ -446,14 +448,22 @@ RunFn = Callable[[RunSpec, "str | None"], dict]
 
 def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
-                   progress: bool = True, mode: str | None = None) -> RunSummary:
+                   progress: bool = True, mode: str | None = None, require_clean: bool = False) -> RunSummary:
     """Run the pending runs of ``experiment`` (an :class:`Experiment` or a config path).
 
     ``results_root`` defaults to :func:`config.results_dir`; records go to
     ``<results_root>/<name>/runs/``. ``run_fn(spec, device) -> record body`` defaults to
     :func:`run_one` (tests inject a stub). ``limit`` stops after that many runs.
+    The library's commit is read once, before the first run, and every record of this invocation
+    carries it as ``provenance["grid"]``: the code that made a grid is named once, even if the
+    checkout changes while it runs. ``require_clean`` refuses to start when tracked files differ
+    from that commit (records made so name code that no commit holds; otherwise a warning).
     """
+    from datetime import datetime, timezone
+
     from tqdm.auto import tqdm
+
+    from smoothdistill_lib.provenance import git_commit
 
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment)
@@ -485,11 +495,22 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
         print(line, file=sys.stderr)
     todo = pending if limit is None else pending[:limit]
     summary.pending = len(pending) - len(todo)
+    commit, dirty = git_commit()
+    if todo and dirty:
+        why = (f"the checkout has uncommitted changes to tracked files (commit {commit}): records would name "
+               "code that no commit holds")
+        if require_clean:
+            raise RuntimeError(f"experiment {experiment.name}: {why}. Commit or stash them, or run without "
+                               "--require-clean")
+        print(f"warning: {why}; they are marked dirty", file=sys.stderr)
+    grid_prov = {"experiment": experiment.name, "commit": commit, "dirty": dirty, "runs_in_grid": len(specs),
+            "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
     with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
         for spec in bar:
             bar.set_postfix_str(spec.label)
-            body = run(spec, device)
+            body = dict(run(spec, device))
+            body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
             record = _jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
             validate_record(record, source=f"run {spec.label}")
             atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
@@ -498,9 +519,10 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
 
 
 def cli_run(args) -> int:
-    """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N]``."""
+    """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N] [--require-clean]``."""
     exp = load_experiment(args.config)
-    summary = run_experiment(exp, device=args.device, limit=args.limit, mode=args.mode)
+    summary = run_experiment(exp, device=args.device, limit=args.limit, mode=args.mode,
+                             require_clean=getattr(args, "require_clean", False))
     print("\n".join(summary.lines()))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,11 +175,35 @@ def test_cost_meter_on_cpu():
     rec = m.records()
     assert set(rec) == {"seconds", "peak_memory", "energy"}
     assert 0.05 <= rec["seconds"]["value"] < 2 and rec["seconds"]["unit"] == "s"
-    assert rec["peak_memory"]["value"] > 10 and "ru_maxrss" in rec["peak_memory"]["how"]
+    assert rec["peak_memory"]["value"] > 10 and "peak resident set size" in rec["peak_memory"]["how"]
     assert rec["energy"]["value"] == pytest.approx(50 * rec["seconds"]["value"] / 3.6e6)
     assert rec["energy"]["how"].startswith("estimate: P x t with P=50 W")
     with pytest.raises(RuntimeError, match="before the measured block"):
         CostMeter("cpu").records()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc/self/clear_refs")
+def test_cpu_peak_memory_is_reset_per_block_on_linux():
+    """A block that allocates 200 MB peaks higher than a later block that allocates nothing:
+    the second figure is not the process's all-time peak."""
+    import numpy as np
+
+    with CostMeter("cpu") as big:
+        a = np.ones(25_000_000)  # 200 MB, touched
+        del a
+    with CostMeter("cpu") as small:
+        pass
+    big_mb, small_mb = big.records()["peak_memory"], small.records()["peak_memory"]
+    assert "VmHWM" in small_mb["how"] and "reset at its start" in small_mb["how"]
+    assert big_mb["value"] - small_mb["value"] > 150
+
+
+def test_cost_meter_falls_back_to_ru_maxrss_where_the_peak_cannot_be_reset(monkeypatch):
+    monkeypatch.setattr(compute, "_reset_peak_rss", lambda: False)
+    with CostMeter("cpu") as m:
+        pass
+    rec = m.records()["peak_memory"]
+    assert "ru_maxrss" in rec["how"] and "not reset" in rec["how"] and rec["value"] > 10
 
 
 def test_cost_meter_uses_the_energy_counter_when_present(monkeypatch):

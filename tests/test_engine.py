@@ -247,6 +247,16 @@ def test_config_round_trips_through_json_and_predict_returns_numpy_logits():
     assert engine.resolve_device("cpu").type == "cpu"
 
 
+@pytest.mark.parametrize("mode", ["quick", "demo", "full"])
+def test_config_takes_epochs_and_ema_decay_from_the_mode(monkeypatch, mode):
+    from smoothdistill_lib.config import get_mode
+
+    monkeypatch.setenv("SMOOTHDISTILL_MODE", mode)
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.ema_decay) == (get_mode(mode).epochs, get_mode(mode).ema_decay)
+    assert TrainConfig(ema_decay=0.5).ema_decay == 0.5
+
+
 # ------------------------------------------------------------------ CLI
 
 

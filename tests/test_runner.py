@@ -168,6 +168,22 @@ def test_expand_defaults_from_mode_and_ratio_uses_fold0():
     assert all(s.train["epochs"] == ms.epochs for s in specs)
 
 
+def test_ema_decay_is_a_size_of_the_grids_mode_not_of_the_environment(monkeypatch):
+    """Full mode keeps the paper's a = 0.999; shorter modes shorten the horizon, and the grid's mode
+    (not $SMOOTHDISTILL_MODE) decides, so one config gives the same runs wherever it is expanded."""
+    monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
+    exp = small(methods=["smooth_distill"])
+    decays = {m: {s.train["ema_decay"] for s in runner.expand(exp, mode=m)} for m in ("quick", "demo", "full")}
+    assert decays == {"quick": {0.9}, "demo": {0.97}, "full": {0.999}}
+    # a config may still pin it, e.g. to run the paper's decay at demo size
+    pinned = runner.expand(small(methods=["smooth_distill"], train_options={"ema_decay": 0.999}), mode="demo")
+    assert {s.train["ema_decay"] for s in pinned} == {0.999}
+    # the horizon 1/(1-a) stays under one demo epoch of the capped data (64 % of it fits, batch 64)
+    demo = get_mode("demo")
+    steps_per_epoch = 0.64 * demo.max_windows / demo.batch_size
+    assert 1 / (1 - demo.ema_decay) < steps_per_epoch < 1 / (1 - get_mode("full").ema_decay)
+
+
 def test_spec_identity_covers_engine_defaults():
     """The hash covers the fully resolved TrainConfig, e.g. the default lambda of smooth_distill."""
     (spec,) = [s for s in runner.expand(small(seeds=[0])) if s.method == "smooth_distill"]
@@ -213,6 +229,32 @@ def test_run_writes_valid_records_and_resumes(tmp_path):
         assert np.asarray(ev[("test", "student", 1)]["confusion"]).sum() == N
     s3 = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
     assert s3.ran == [] and s3.done_before == 4
+
+
+def test_one_grid_provenance_per_invocation_read_before_the_first_run(tmp_path, monkeypatch):
+    """The commit is read once, at the start: a checkout that changes mid-grid does not split the
+    grid's records over several commits; a later (resumed) invocation records its own."""
+    from smoothdistill_lib import provenance
+
+    commits = iter([("aaaaaaa", False), ("bbbbbbb", True)])
+    monkeypatch.setattr(provenance, "git_commit", lambda root=None: next(commits))
+    runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, limit=3)
+    runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
+    grids = [runner.read_record(p)["provenance"]["grid"] for p in record_files(tmp_path / "t")]
+    assert sorted((g["commit"], g["dirty"], g["pending_at_start"]) for g in grids) == \
+        [("aaaaaaa", False, 3)] * 3 + [("bbbbbbb", True, 1)]
+    assert {g["runs_in_grid"] for g in grids} == {4} and {g["experiment"] for g in grids} == {"t"}
+
+
+def test_require_clean_refuses_a_dirty_checkout_before_running_anything(tmp_path, monkeypatch, capsys):
+    from smoothdistill_lib import provenance
+
+    monkeypatch.setattr(provenance, "git_commit", lambda root=None: ("abc1234", True))
+    with pytest.raises(RuntimeError, match="uncommitted changes.*abc1234"):
+        runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, require_clean=True)
+    assert record_files(tmp_path / "t") == []
+    runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, limit=1)
+    assert "warning: the checkout has uncommitted changes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed"])
