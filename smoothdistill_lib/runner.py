@@ -446,6 +446,35 @@ class RunSummary:
 RunFn = Callable[[RunSpec, "str | None"], dict]
 
 
+@contextlib.contextmanager
+def experiment_lock(folder: Path, name: str):
+    """Hold an exclusive lock on ``folder/.lock`` while a grid runs, so two ``run`` commands on one
+    experiment cannot train the same run twice. ``flock`` is released by the kernel when the process
+    ends, even by SIGKILL, so a killed run never leaves a stale lock. No-op where ``fcntl`` is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; resume still keeps records valid
+        yield
+        return
+    path = Path(folder) / ".lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(f"experiment {name}: another `run` holds {path} ({holder}); wait for it to "
+                               "finish or stop it, then run again (finished runs are kept)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
                    progress: bool = True, mode: str | None = None, require_clean: bool = False) -> RunSummary:
@@ -474,48 +503,49 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     folder = Path(results_root or results_dir()) / experiment.name
     runs_dir = folder / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    scan = scan_records(runs_dir)
-    grid = {s.run_id: s for s in specs}
-    summary = RunSummary(experiment.name, ms.name, folder, len(specs), 0,
-                         corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt])
-    for run_id, rec in scan.valid.items():
-        if run_id in grid:
-            continue
-        rec_mode = rec["spec"]["mode"]
-        if rec_mode == ms.name:
-            stale_dir = folder / "stale"
-            stale_dir.mkdir(exist_ok=True)
-            os.replace(runs_dir / f"{run_id}.json", _free_name(stale_dir / f"{run_id}.json"))
-            summary.stale.append(run_id)
-        else:
-            summary.other_modes[rec_mode] = summary.other_modes.get(rec_mode, 0) + 1
-    pending = [s for s in specs if s.run_id not in scan.valid]
-    summary.done_before = len(specs) - len(pending)
-    for line in summary.lines()[2:]:
-        print(line, file=sys.stderr)
-    todo = pending if limit is None else pending[:limit]
-    summary.pending = len(pending) - len(todo)
-    commit, dirty = git_commit()
-    if todo and dirty:
-        why = (f"the checkout has uncommitted changes to tracked files (commit {commit}): records would name "
-               "code that no commit holds")
-        if require_clean:
-            raise RuntimeError(f"experiment {experiment.name}: {why}. Commit or stash them, or run without "
-                               "--require-clean")
-        print(f"warning: {why}; they are marked dirty", file=sys.stderr)
-    grid_prov = {"experiment": experiment.name, "commit": commit, "dirty": dirty, "runs_in_grid": len(specs),
-            "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
-    with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
-        for spec in bar:
-            bar.set_postfix_str(spec.label)
-            body = dict(run(spec, device))
-            body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
-            record = _jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
-            validate_record(record, source=f"run {spec.label}")
-            atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
-            summary.ran.append(spec.run_id)
-    return summary
+    with experiment_lock(folder, experiment.name):
+        scan = scan_records(runs_dir)
+        grid = {s.run_id: s for s in specs}
+        summary = RunSummary(experiment.name, ms.name, folder, len(specs), 0,
+                             corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt])
+        for run_id, rec in scan.valid.items():
+            if run_id in grid:
+                continue
+            rec_mode = rec["spec"]["mode"]
+            if rec_mode == ms.name:
+                stale_dir = folder / "stale"
+                stale_dir.mkdir(exist_ok=True)
+                os.replace(runs_dir / f"{run_id}.json", _free_name(stale_dir / f"{run_id}.json"))
+                summary.stale.append(run_id)
+            else:
+                summary.other_modes[rec_mode] = summary.other_modes.get(rec_mode, 0) + 1
+        pending = [s for s in specs if s.run_id not in scan.valid]
+        summary.done_before = len(specs) - len(pending)
+        for line in summary.lines()[2:]:
+            print(line, file=sys.stderr)
+        todo = pending if limit is None else pending[:limit]
+        summary.pending = len(pending) - len(todo)
+        commit, dirty = git_commit()
+        if todo and dirty:
+            why = (f"the checkout has uncommitted changes to tracked files (commit {commit}): records would name "
+                   "code that no commit holds")
+            if require_clean:
+                raise RuntimeError(f"experiment {experiment.name}: {why}. Commit or stash them, or run without "
+                                   "--require-clean")
+            print(f"warning: {why}; they are marked dirty", file=sys.stderr)
+        grid_prov = {"experiment": experiment.name, "commit": commit, "dirty": dirty, "runs_in_grid": len(specs),
+                "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
+        with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
+            for spec in bar:
+                bar.set_postfix_str(spec.label)
+                body = dict(run(spec, device))
+                body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
+                record = _jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
+                validate_record(record, source=f"run {spec.label}")
+                atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
+                summary.ran.append(spec.run_id)
+        return summary
 
 
 def cli_run(args) -> int:

@@ -257,6 +257,25 @@ def test_require_clean_refuses_a_dirty_checkout_before_running_anything(tmp_path
     assert "warning: the checkout has uncommitted changes" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_second_runner_on_the_same_experiment_is_refused_while_the_first_holds_it(tmp_path):
+    import fcntl
+
+    folder = tmp_path / "t"
+    (folder / "runs").mkdir(parents=True)
+    with open(folder / ".lock", "a+") as held:  # what a running `run` holds
+        held.write("pid 4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match=r"another `run` holds .*\.lock \(pid 4242\)"):
+            runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
+        assert record_files(folder) == []
+        fcntl.flock(held, fcntl.LOCK_UN)
+    # released (as the kernel does when a runner dies): the next run proceeds and releases it in turn
+    assert len(runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False).ran) == 4
+    assert len(runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False).ran) == 0
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed"])
 def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
     exp = small(seeds=[0])
