@@ -10,6 +10,8 @@ Labels are integer class ids ``0..C-1``.
   from a record without the predictions.
 - :func:`prediction_metrics` -- all of the above for an engine ``predictions`` dict, flattened to
   ``"<split>/<who>/task<k>/<metric>"`` keys for a JSON run record.
+- :func:`ring_neighbour_share` / :func:`ring_neighbour_chance` -- for classes on a circle (the sleep
+  postures, 30 degrees apart): the share of errors made between neighbours, and its chance level.
 
 >>> m = classification_metrics([0, 1, 1, 2], [0, 1, 2, 2], n_classes=3)
 >>> m["accuracy"], m["confusion"]
@@ -184,3 +186,37 @@ def prediction_metrics(
             for name, value in scores.items():
                 out[f"{split}/{who}/task{k}/{name}"] = value
     return out
+
+
+def ring_neighbour_share(confusion) -> float:
+    """Share (percent) of the errors of a C x C confusion matrix made between ring neighbours.
+
+    The classes ``0..C-1`` lie on a circle in label order (the paper's twelve sleep postures, 30
+    degrees apart, with class C-1 next to class 0): an error is "between neighbours" when the true and
+    predicted classes are one step apart either way. NaN when the matrix holds no error.
+
+    Chance level: errors spread uniformly over the C-1 wrong classes land on one of the 2 neighbours
+    with probability 2 / (C-1) (18 % for 12 postures), see :func:`ring_neighbour_chance`.
+    """
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion must be a square C x C matrix, got shape {cm.shape}")
+    c = cm.shape[0]
+    if c < 3:
+        raise ValueError(f"a ring of classes needs at least 3 classes, got {c}")
+    if (cm < 0).any():
+        raise ValueError("confusion holds negative counts")
+    i, j = np.indices(cm.shape)
+    step = (i - j) % c  # ring distance, one direction; c - 1 is one step the other way
+    errors = cm[i != j].sum()
+    if errors == 0:
+        return float("nan")
+    return float(100.0 * cm[(step == 1) | (step == c - 1)].sum() / errors)
+
+
+def ring_neighbour_chance(n_classes: int) -> float:
+    """The :func:`ring_neighbour_share` (percent) of errors spread uniformly over the wrong classes:
+    2 neighbours out of ``n_classes - 1`` wrong classes (100 % for 3 classes)."""
+    if n_classes < 3:
+        raise ValueError(f"a ring of classes needs at least 3 classes, got {n_classes}")
+    return 100.0 * 2 / (n_classes - 1)

@@ -13,6 +13,8 @@ from smoothdistill_lib.metrics import (
     per_class_from_confusion,
     per_class_table,
     prediction_metrics,
+    ring_neighbour_chance,
+    ring_neighbour_share,
 )
 
 # 3 classes, 8 samples. Rows true, columns predicted:
@@ -128,3 +130,23 @@ def test_prediction_metrics_flat_keys():
         prediction_metrics(preds, n_classes=(2, 2))
     with pytest.raises(ValueError, match="split/who"):
         prediction_metrics({"test": preds[("test", "student")]})
+
+
+def test_ring_neighbour_share_by_hand():
+    cm = np.diag([5, 5, 5, 5, 5, 5])
+    cm[0, 1] = 2  # neighbours
+    cm[0, 5] = 1  # neighbours across the wrap (class 5 sits next to class 0)
+    cm[2, 4] = 3  # two steps apart
+    cm[3, 0] = 4  # three steps apart
+    assert ring_neighbour_share(cm) == pytest.approx(100 * 3 / 10)
+    assert np.isnan(ring_neighbour_share(np.eye(4, dtype=int)))  # no error at all
+    assert ring_neighbour_share([[1, 1, 1], [1, 1, 1], [1, 1, 1]]) == pytest.approx(100.0)  # 3 classes: all adjacent
+    # the chance level: errors spread evenly over the wrong classes
+    even = np.ones((12, 12), int)
+    assert ring_neighbour_share(even) == pytest.approx(ring_neighbour_chance(12)) == pytest.approx(100 * 2 / 11)
+    with pytest.raises(ValueError, match="at least 3"):
+        ring_neighbour_share([[1, 0], [0, 1]])
+    with pytest.raises(ValueError, match="square"):
+        ring_neighbour_share([[1, 0, 0]])
+    with pytest.raises(ValueError, match="at least 3"):
+        ring_neighbour_chance(2)

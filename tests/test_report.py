@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,3 +185,215 @@ def test_markdown_without_tabulate(main_df, monkeypatch):
     md = report.to_markdown(t).splitlines()
     assert len(md) == 2 + len(t) and md[1].startswith("|---")
     assert md[2].split(" | ")[:2] == ["| sleepsim", "singletask"]
+
+
+# ----------------------------------------------------------------------------- the chapters' analyses
+# Records with what the chapters read beyond fake_run's: per-epoch histories (teacher columns, epoch
+# times with one slow epoch, Born-Again's two stages), the leakage meter, pipeline options and provenance.
+EPOCHS = 3
+
+
+def epoch_seconds(method: str, seed: int, stage: int, epoch: int) -> float:
+    # the third epoch of every run is slowed by "other work": the median must ignore it
+    return float(runner.METHODS.index(method) + 1 + stage) + 0.1 * seed + 10.0 * (epoch == EPOCHS)
+
+
+def rich_run(spec, device=None) -> dict:
+    body = fake_run(spec, device)
+    stages = (1, 2) if spec.method == "born_again" else (1,)
+    body["history"] = [{"epoch": e, "stage": st, "val_acc_task1": 50.0 + e + spec.seed, "val_loss_task1": 1.0 / e,
+                        "teacher_val_acc_task1": 40.0 + 2 * e, "teacher_val_loss_task1": 2.0 / e,
+                        "epoch_seconds": epoch_seconds(spec.method, spec.seed, st, e)}
+                       for st in stages for e in range(1, EPOCHS + 1)]
+    paper = spec.protocol == "paper"
+    body["data"].update(options={"stream": "paper" if paper else "session", "label_rule": "last" if paper else "majority",
+                                 "normalise": "none"},
+                        leakage={"any_fraction": 0.5 if paper else 0.0, "shared_samples_fraction": 0.25 if paper else 0.0,
+                                 "subject_in_train_fraction": 1.0 if paper else 0.0})
+    body["provenance"] = {"commit": f"run{spec.seed}", "dirty": False, "device": "cpu: test", "torch": "2.0",
+                          "finished": f"2026-01-0{spec.seed + 1}T10:00:00+00:00"}
+    return body
+
+
+def _rich(root, run_fn=rich_run, **kw):
+    d = {"name": "rich", "datasets": ["sleepsim"], "methods": list(runner.METHODS), "seeds": SEEDS, "folds": [0],
+         "epochs": EPOCHS, "protocols": ["paper", "subject"]}
+    d.update(kw)
+    runner.run_experiment(runner.Experiment.from_dict(d), results_root=root, run_fn=run_fn, progress=False, mode="quick")
+    return report.load_experiment(d["name"], results_root=root)
+
+
+@pytest.fixture(scope="module")
+def rich(tmp_path_factory):
+    return _rich(tmp_path_factory.mktemp("rich"))
+
+
+def test_load_experiment_bundles_frame_provenance_and_records(rich, tmp_path):
+    assert isinstance(rich, report.Records) and rich.name == "rich" and rich.mode == "quick"
+    pd.testing.assert_frame_equal(rich.df, report.load_records(rich.folder))
+    assert set(rich.records) == set(rich.df["run_id"]) == set(rich.provenance.index)
+    rid = rich.df["run_id"].iloc[0]
+    assert rich.provenance.loc[rid, "commit"] == rich.records[rid]["provenance"]["commit"]
+    assert report.load_experiment("nothing", results_root=tmp_path) is None
+    # records of two modes: the largest is used, without the warning load_records gives
+    _run(tmp_path, datasets=["sleepsim"], methods=["multitask"])
+    _run(tmp_path, mode="demo", datasets=["sleepsim"], methods=["multitask"], seeds=[0])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = report.load_experiment("main", results_root=tmp_path)
+    assert both.mode == "demo" and len(both.records) == 1
+    assert len(report.load_experiment("main", results_root=tmp_path, mode="quick").records) == len(SEEDS)
+    assert report.experiments(tmp_path).to_dict() == {"main": len(SEEDS) + 1}
+
+
+def _with_grid(records: report.Records, grid: dict | None) -> report.Records:
+    """The same records with ``provenance["grid"]`` set (or removed: records older than the grid provenance)."""
+    for path in (records.folder / "runs").glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["provenance"].pop("grid", None)
+        if grid is not None:
+            rec["provenance"]["grid"] = grid
+        path.write_text(json.dumps(rec))
+    return report.load_experiment(records.folder)
+
+
+def test_records_summary_old_and_grid_provenance(tmp_path):
+    r = _rich(tmp_path)
+    old = _with_grid(r, None)
+    s = report.records_summary(old)
+    assert s["runs"] == 5 * 2 * len(SEEDS) and s["mode"] == "quick" and s["protocols"] == "paper, subject"
+    assert s["methods"] == ", ".join(runner.METHODS) and s["seeds"] == "0, 1, 2"
+    # old records (no "grid"): each record's own commit
+    assert s["library commit"] == "run0, run1, run2" and "grid started (UTC)" not in s
+    assert s["finished (UTC)"] == "2026-01-01T10:00 .. 2026-01-03T10:00"
+    assert s["device"] == "cpu: test" and s["torch"] == "2.0"
+    assert s["EMA decay"] == str(old.df["ema_decay"].iloc[0])
+    # new records: the commit captured once when the grid started, dirty flagged
+    grid = {"commit": "abc1234", "dirty": True, "started": "2026-02-03T04:05:06+00:00", "experiment": "rich",
+            "runs_in_grid": 30}
+    s = report.records_summary(_with_grid(r, grid))
+    assert s["library commit"] == "abc1234 + local changes" and s["grid started (UTC)"] == "2026-02-03T04:05"
+    assert report.records_summary(_with_grid(r, grid | {"dirty": False}))["library commit"] == "abc1234"
+    # a frame without provenance: no device/commit rows
+    assert "library commit" not in report.records_summary(old.df) and report.records_summary(old.df)["runs"] == 30
+
+
+def test_gains_are_paired_means_with_scipy_and_corrected_pvalues(rich):
+    g = report.gains(rich.df, "paper", task=1)
+    assert list(g.columns) == report.GAIN_COLUMNS and g.index.names == ["dataset", "method"]
+    assert [m for _, m in g.index] == [m for m in runner.METHODS if m != "multitask"]
+    for m in ("singletask", "smooth_distill"):
+        a = np.array([task1_accuracy(m, s) for s in SEEDS], float)
+        b = np.array([task1_accuracy("multitask", s) for s in SEEDS], float)
+        row = g.loc[("sleepsim", m)]
+        assert row["n"] == len(SEEDS) and row["gain"] == pytest.approx((a - b).mean())
+        assert row["p (paired t-test)"] == pytest.approx(st.ttest_rel(a, b).pvalue)
+        d = a - b  # Nadeau-Bengio: variance x (1/J + n_test/n_train); fake runs fit 4N, test N windows
+        tstat = d.mean() / np.sqrt(d.var(ddof=1) * (1 / len(d) + N / (4 * N)))
+        assert row["p (Nadeau-Bengio)"] == pytest.approx(2 * st.t.sf(abs(tstat), len(d) - 1))
+        assert row["p (Nadeau-Bengio)"] > row["p (paired t-test)"]
+    # another baseline and metric; a baseline that is absent leaves an empty table
+    g2 = report.gains(rich.df, "subject", task=2, baseline="singletask", metric="macro_f1")
+    assert "singletask" not in set(g2.index.get_level_values("method")) and len(g2) == 4
+    assert report.gains(rich.df[rich.df["method"] != "multitask"], "paper", 1).empty
+    assert report.gains(rich.df, "paper", 1, min_runs=len(SEEDS) + 1).empty
+
+
+def test_confusion_sums_and_teacher_vs_student(rich):
+    sums = report.confusion_sums(rich.df, "sleepsim", "paper")
+    assert list(sums) == list(runner.METHODS)
+    expected = np.sum([metrics.classification_metrics(*fake_predictions(task1_accuracy("born_again", s), 3),
+                                                      n_classes=3)["confusion"] for s in SEEDS], axis=0)
+    np.testing.assert_array_equal(sums["born_again"], expected)
+    assert sums["born_again"].sum() == len(SEEDS) * N
+    with pytest.raises(ValueError, match="protocol"):  # two protocols: pick one
+        report.confusion_sums(rich.df, "sleepsim")
+    t = report.teacher_vs_student(rich.df)
+    assert t.index.names == ["dataset", "protocol", "task"] and len(t) == 2 * 2
+    student = np.mean([task1_accuracy("smooth_distill", s) for s in SEEDS])
+    assert t.loc[("sleepsim", "paper", 1), "student"] == pytest.approx(student)
+    assert t.loc[("sleepsim", "paper", 1), "student - teacher"] == pytest.approx(-1.0)  # fake teacher: +1
+    assert (t["runs"] == len(SEEDS)).all()
+    assert report.teacher_vs_student(rich.df, method="multitask") is None
+
+
+def test_leakage_ema_scale_and_teacher_lag(rich):
+    leak = report.leakage_table(rich)
+    assert list(leak.index) == [("sleepsim", "paper"), ("sleepsim", "subject")]
+    assert leak.loc[("sleepsim", "paper"), "test windows with any leak (%)"] == pytest.approx(50.0)
+    assert leak.loc[("sleepsim", "paper"), "sharing samples (%)"] == pytest.approx(25.0)
+    assert leak.loc[("sleepsim", "subject"), "windows cut from"] == "each recording"
+    assert leak.loc[("sleepsim", "paper"), "label rule"] == "last"
+
+    row = report.ema_scale(n_fit=1000, batch_size=64, epochs=3, decay=0.99)
+    assert row["steps/epoch"] == 16 and row["steps in the run"] == 48
+    assert row["horizon (steps)"] == pytest.approx(100) and row["horizon (epochs)"] == pytest.approx(100 / 16)
+    assert row["weight of the initial net in the final teacher"] == pytest.approx(0.99 ** 48)
+    with pytest.raises(ValueError, match="decay"):
+        report.ema_scale(10, 2, 1, 1.0)
+    scale = report.ema_scale_table(rich)
+    assert list(scale.index) == [("sleepsim", "paper"), ("sleepsim", "subject")]
+    rec = next(iter(rich.records.values()))
+    bs, decay = rec["spec"]["train"]["batch_size"], rec["spec"]["train"]["ema_decay"]
+    steps = math.ceil(4 * N / bs)
+    assert scale["steps in the run"].tolist() == [steps * EPOCHS] * 2 and (scale["epochs"] == EPOCHS).all()
+    assert scale["EMA decay"].iloc[0] == decay
+
+    lag = report.teacher_lag(rich)
+    assert lag.index.names == ["dataset", "epoch"] and list(lag.index.unique("epoch")) == [1, 2, 3]
+    last = lag.loc[("sleepsim", EPOCHS)]
+    assert last["runs"] == len(SEEDS) and last["steps"] == EPOCHS * steps
+    assert last["initial net's weight in the teacher"] == pytest.approx(decay ** (EPOCHS * steps))
+    assert last["student val acc"] == pytest.approx(50 + EPOCHS + np.mean(SEEDS))
+    assert last["teacher val acc"] == pytest.approx(40 + 2 * EPOCHS)
+    assert last["teacher val loss"] == pytest.approx(2 / EPOCHS)
+    h = report.histories(rich)
+    assert list(h) == ["sleepsim"] and len(h["sleepsim"]) == len(SEEDS) and len(h["sleepsim"][0]) == EPOCHS
+    with pytest.raises(ValueError, match="no multitask"):
+        report.teacher_lag(rich, method="multitask", protocol="nope")
+
+
+def test_table7_median_epoch_time(rich):
+    df = rich.df[rich.df["protocol"] == "paper"]
+    t = report.table7(df, time="median_epoch")
+    for m in runner.METHODS:
+        stages = (1, 2) if m == "born_again" else (1,)
+        expected = sum(np.median([epoch_seconds(m, s, st, e) for s in SEEDS for e in range(1, EPOCHS + 1)]) * EPOCHS
+                       for st in stages)
+        assert t.loc[("sleepsim", m), "train_seconds_median_epoch"] == pytest.approx(expected)
+    base = t.loc[("sleepsim", "singletask"), "train_seconds_median_epoch"]
+    assert t.loc[("sleepsim", "born_again"), "time_ratio"] == pytest.approx(
+        t.loc[("sleepsim", "born_again"), "train_seconds_median_epoch"] / base)
+    assert "median epoch" in t["train_seconds_median_epoch_how"].iloc[0]
+    assert t["time_ratio_how"].iloc[0].startswith("train_seconds_median_epoch / singletask")
+    # the default keeps the mean of the runs' total times behind the ratio
+    total = report.table7(df)
+    assert "train_seconds_median_epoch" not in total and total["time_ratio_how"].iloc[0].startswith("train_seconds /")
+    with pytest.raises(ValueError, match="time"):
+        report.table7(df, time="fastest")
+
+
+def test_table7_median_epoch_falls_back_to_stage_seconds(tmp_path):
+    def no_epoch_times(spec, device=None):
+        body = rich_run(spec, device)
+        for h in body["history"]:
+            del h["epoch_seconds"]
+        body["compute"]["stage_seconds"] = {"stage1": 6.0 + spec.seed, "stage2": 9.0}
+        return body
+
+    r = _rich(tmp_path, run_fn=no_epoch_times, methods=["singletask", "born_again"], protocols=["paper"])
+    t = report.table7(r.df, time="median_epoch")
+    # singletask: one stage of 6 + seed seconds over 3 epochs, median over seeds = 7; born_again adds 9
+    assert t.loc[("sleepsim", "singletask"), "train_seconds_median_epoch"] == pytest.approx(7.0)
+    assert t.loc[("sleepsim", "born_again"), "train_seconds_median_epoch"] == pytest.approx(16.0)
+    assert "stage_seconds" in t["train_seconds_median_epoch_how"].iloc[0]
+
+
+def test_pick_selects_summary_columns(main_df):
+    t = report.table5(main_df)
+    s = report.pick(t, task=1, split="test", metric="accuracy")
+    assert s.loc[("wisdm", "multitask")] == pytest.approx(np.mean([task1_accuracy("multitask", x) for x in SEEDS]))
+    assert report.pick(t, stat="n", task=2, split="val").shape == (len(t), 2)  # accuracy and macro_f1
+    with pytest.raises(ValueError, match="level"):
+        report.pick(t, fold=0)
