@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import statistics
 import sys
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from smoothdistill_lib.compute import interleaved_step_times  # noqa: E402
 from smoothdistill_lib.ema import EMATeacher, averaged_model_reference  # noqa: E402
 from smoothdistill_lib.engine import (  # noqa: E402
     TrainConfig,
@@ -63,7 +65,8 @@ def _data(n: int, device: torch.device, seed: int = 0):
 
 
 def bench_steps(device: torch.device, rounds: int, steps: int) -> dict:
-    """Median seconds per step of multitask and smooth_distill (engine step functions)."""
+    """Median seconds per step of multitask and smooth_distill (engine step functions), timed by
+    ``compute.interleaved_step_times`` (the same timer as chapter 7)."""
     X, y1, y2 = _data(64 * steps, device)
     batches = [(X[i : i + 64], y1[i : i + 64], y2[i : i + 64]) for i in range(0, len(X), 64)]
     cfg = TrainConfig(method="smooth_distill", epochs=1)
@@ -73,21 +76,11 @@ def bench_steps(device: torch.device, rounds: int, steps: int) -> dict:
         model = to_training_device(build_model("mtlnet", N_CLASSES), device).train()  # as engine.fit does
         opt = make_optimizer(model.parameters(), cfg.lr, device)
         teacher = EMATeacher(model, cfg.ema_decay) if name == "smooth_distill" else None
-        step = METHODS[name].step
-        runners[name] = lambda m=model, o=opt, t=teacher, s=step: [
-            s({"student": m}, o, t, b, cfg) for b in batches
-        ]
-    times = {(k, c): [] for k in runners for c in ("wall", "cpu")}
-    for r in range(rounds + 1):  # round 0 warms up
-        for name, run in runners.items():
-            _sync(device)
-            w0, c0 = time.perf_counter(), time.process_time()
-            run()
-            _sync(device)
-            if r:
-                times[(name, "wall")].append((time.perf_counter() - w0) / len(batches))
-                times[(name, "cpu")].append((time.process_time() - c0) / len(batches))
-    return {k: statistics.median(v) for k, v in times.items()}
+        step, batch = METHODS[name].step, itertools.cycle(batches)  # every round: the same batches
+        runners[name] = lambda m=model, o=opt, t=teacher, s=step, b=batch: s({"student": m}, o, t, next(b), cfg)
+    table = interleaved_step_times(runners, rounds=rounds, steps_per_round=len(batches), device=device)
+    return {(k, c): table.loc[k, col] / 1000 for k in runners
+            for c, col in (("wall", "wall ms per step"), ("cpu", "process CPU ms per step"))}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- 2. authors' loop

@@ -9,8 +9,10 @@ Each file is written to a temporary name in the same folder and moved into place
 ``os.replace`` (atomic on POSIX and Windows), the ``.pt`` first: a crash leaves either the old pair
 or a ``.pt`` whose hash the old ``.json`` does not match, which :func:`load` reports.
 
-:func:`train_or_load` is what chapters use: it loads a checkpoint whose config hash matches, and
-otherwise trains and saves.
+:func:`train_or_load` loads a checkpoint whose config hash matches, and otherwise trains and saves;
+:func:`fit_or_load` is what chapters use: ``engine.fit`` or the cached result of an identical run,
+keyed by the full training config and the data's identity. :func:`summary` reads the measured
+numbers of a run back from its metadata, the same whether it was trained or loaded.
 """
 
 from __future__ import annotations
@@ -168,11 +170,13 @@ def fit_metadata(result) -> dict:
     }  # fmt: skip
 
 
-def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config) -> Checkpoint:
+def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config, *,
+                  metadata: Mapping | None = None) -> Checkpoint:  # fmt: skip
     """Load ``path`` if its config hash equals ``config_hash(config)``; else ``train_fn()`` and save.
 
     ``train_fn()`` returns an ``engine.FitResult`` (saved with :func:`fit_metadata`) or a
-    ``(state_dicts, metadata)`` pair. The config hash is stored in the metadata as ``config_hash``.
+    ``(state_dicts, metadata)`` pair. The config hash is stored in the metadata as ``config_hash``;
+    ``metadata`` (optional) is added to what is saved.
     """
     want = config_hash(config)
     if exists(path):
@@ -186,7 +190,121 @@ def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config) 
         (state_dicts, meta), result = out, None
     else:
         raise ValueError("train_or_load: train_fn must return a FitResult or a (state_dicts, metadata) pair")
-    meta = {"config": config, **dict(meta), "config_hash": want}
+    meta = {"config": config, **dict(meta), **dict(metadata or {}), "config_hash": want}
     save(path, state_dicts, meta)
     _, saved_meta = load(path)
     return Checkpoint(_check_state_dicts(state_dicts), saved_meta, loaded=False, result=result)
+
+
+# --------------------------------------------------------------------------------------------
+# fit or load: what chapters 6 and 7 use
+
+
+def _arrays(data) -> dict[str, Any]:
+    """``X``, ``y1``, ``y2`` of anything ``engine.fit`` accepts (Windows, Prepared, tuple, dict)."""
+    data = getattr(data, "windows", data)  # pipeline.Prepared -> its Windows
+    if isinstance(data, Mapping):
+        return {k: data[k] for k in ("X", "y1", "y2")}
+    if isinstance(data, tuple | list) and len(data) == 3:
+        return dict(zip(("X", "y1", "y2"), data, strict=True))
+    if all(hasattr(data, k) for k in ("X", "y1", "y2")):
+        return {k: getattr(data, k) for k in ("X", "y1", "y2")}
+    raise ValueError(f"fit_or_load: data must be Windows, Prepared, (X, y1, y2) or a dict, got {type(data).__name__}")
+
+
+def data_fingerprint(data, *indices) -> str:
+    """16-hex sha256 of the data's ``X``, ``y1``, ``y2`` (dtype, shape and bytes) and of ``indices``.
+
+    Two runs with equal fingerprints saw exactly the same windows, labels and index sets (``None``
+    indices count as empty). Hashing the arrays, not a description of them, also catches a changed
+    loader or simulator behind unchanged options.
+    """
+    h = hashlib.sha256()
+    parts = list(_arrays(data).items()) + [(f"idx{k}", np.asarray([] if a is None else a, dtype=np.int64))
+                                          for k, a in enumerate(indices)]  # fmt: skip
+    for name, a in parts:
+        a = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.data)  # the buffer itself: no copy of a large X
+    return h.hexdigest()[:16]
+
+
+def fit_or_load(directory: str | os.PathLike, data, fit_idx, val_idx, test_idx, config, *,
+                data_options: Mapping | None = None, name: str | None = None, progress: bool = True,
+                **fit_kwargs) -> Checkpoint:  # fmt: skip
+    """``engine.fit(data, fit_idx, val_idx, test_idx, config)``, or load the checkpoint of an identical run.
+
+    The checkpoint ``<directory>/<name>_<hash>`` (``name`` defaults to ``config.method``) is keyed
+    by the full ``TrainConfig``, ``data_options`` (default: ``data.options`` of a
+    ``pipeline.Prepared``, else none), a :func:`data_fingerprint` of the data and the three index
+    sets, and the name of a custom ``build`` in ``fit_kwargs``. So a changed mode, dataset, fold,
+    decay or any other hyperparameter trains anew and never loads a stale run. Weights are saved
+    atomically and loaded with ``weights_only=True`` (:func:`save`, :func:`load`); the metadata
+    also holds ``n_fit``, ``n_val``, ``n_test`` and ``data_options`` (for :func:`summary`).
+    """
+    from smoothdistill_lib.engine import TrainConfig, fit  # engine imports checkpoints' neighbours
+
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"fit_or_load: config must be an engine.TrainConfig, got {type(config).__name__}")
+    if data_options is None:
+        data_options = getattr(data, "options", None) or {}
+    build = fit_kwargs.get("build")
+    key = {
+        "train": config.to_dict(),
+        "data": dict(data_options),
+        "data_sha256": data_fingerprint(data, fit_idx, val_idx, test_idx),
+        "build": None if build is None else f"{build.__module__}.{build.__qualname__}",
+        "n_classes": fit_kwargs.get("n_classes"),
+    }
+    sizes = {"n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": 0 if test_idx is None else len(test_idx)}
+    path = Path(directory) / f"{name or config.method}_{config_hash(key)}"
+    return train_or_load(path, lambda: fit(data, fit_idx, val_idx, test_idx, config, progress=progress, **fit_kwargs),
+                         key, metadata={**sizes, "data_options": dict(data_options)})  # fmt: skip
+
+
+def summary(checkpoint: Checkpoint) -> dict:
+    """Measured numbers of a :func:`fit_or_load` run, read from its metadata (trained or loaded alike).
+
+    Times: ``train time (s)`` is the measured wall time of all epochs; ``train time, median-based
+    (s)`` replaces each epoch's time by its stage's median epoch time (robust to the one-off start-up
+    cost that the first run in a process pays); ``s per epoch`` and ``ms per step`` are the last
+    stage's median (born_again: the student; they include the per-epoch validation).
+    """
+    import pandas as pd
+
+    meta = checkpoint.metadata
+    missing = [k for k in ("history", "config", "stage_seconds", "metrics", "n_fit") if k not in meta]
+    if missing:
+        raise ValueError(f"summary: checkpoint metadata lacks {missing}; was it written by fit_or_load?")
+    hist = pd.DataFrame(meta["history"])
+    steps = math.ceil(meta["n_fit"] / meta["config"]["batch_size"])
+    per_stage = hist.groupby("stage")["epoch_seconds"].agg(["median", "size"])
+    last_stage = float(per_stage["median"].iloc[-1])
+    per_net = 2 if meta["config"]["method"] == "singletask" else 1
+    metrics = meta["metrics"]
+    return {
+        "networks trained": len(meta["stage_seconds"]) * per_net,
+        "parameters (inference)": meta["n_params"],
+        "epochs run": len(hist),
+        "train time (s)": meta["train_seconds"],
+        "train time, median-based (s)": float((per_stage["median"] * per_stage["size"]).sum()),
+        "s per epoch": last_stage,
+        "ms per step": 1000 * last_stage / steps,
+        "best epoch": meta["best_epoch"],
+        **{f"{split} acc task {k}": metrics.get(f"{split}_acc_task{k}", float("nan"))
+           for split in ("val", "test") for k in (1, 2)},
+        "device": meta["device"],
+        "loaded": checkpoint.loaded,
+    }  # fmt: skip
+
+
+def describe(name: str, checkpoint: Checkpoint) -> str:
+    """Two lines about a run: what was trained, how long it took, and how well it did."""
+    r = summary(checkpoint)
+    how = "loaded from a checkpoint of an identical earlier run" if r["loaded"] else "trained now"
+    return (f"{name} ({how}, on {r['device']}): {r['networks trained']} network(s), "
+            f"{r['parameters (inference)']:,} parameters at inference; {r['epochs run']} epochs in "
+            f"{r['train time (s)']:.1f} s ({r['s per epoch']:.2f} s per epoch (median), {r['ms per step']:.0f} ms "
+            f"per step); best epoch {r['best epoch']}\n"
+            f"  accuracy (%) task 1 / task 2: validation {r['val acc task 1']:.1f} / {r['val acc task 2']:.1f}, "
+            f"test {r['test acc task 1']:.1f} / {r['test acc task 2']:.1f}")  # fmt: skip

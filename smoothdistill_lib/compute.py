@@ -28,10 +28,12 @@ table can show an estimate as an estimate. Conventions:
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
@@ -45,7 +47,9 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "energy_estimate",
+    "flops_by_layer",
     "gpu_power_watts",
+    "interleaved_step_times",
     "method_cost",
     "model_cost",
     "model_size_mb",
@@ -404,3 +408,102 @@ def _cpu_label() -> str:
     from smoothdistill_lib.provenance import cpu_name
 
     return f"cpu: {cpu_name()}"
+
+
+# --------------------------------------------------------------------------------------------
+# Per-layer FLOPs and interleaved step timing (used by chapters 4, 7 and benchmarks/bench_step.py)
+
+
+def flops_by_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100)) -> pd.DataFrame:
+    """Forward FLOPs per window of each leaf module of ``model`` (eval mode, inputs of zeros).
+
+    One row per leaf module in ``named_modules`` order: ``layer`` (qualified name, as in
+    ``models.describe``), ``type``, ``FLOPs`` and ``how`` (``"FlopCounterMode"`` or, for
+    ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``"gate formula"``: :func:`rnn_flops`, as in :func:`count_flops`).
+    Work done outside any leaf module (a functional op in a ``forward``) gets one extra row,
+    ``"(outside leaf modules)"``, so the column always sums to ``count_flops(model)["value"]``.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    counter = FlopCounterMode(display=False)
+    leaves = [(n, m) for n, m in model.named_modules() if n and not any(True for _ in m.children())]
+    rnn_steps: dict[str, int] = {}
+
+    def remember(name):
+        def hook(_module, args, _out):  # an RNN may run several times per forward: add them up
+            rnn_steps[name] = rnn_steps.get(name, 0) + _rnn_steps(args[0])
+
+        return hook
+
+    hooks = [m.register_forward_hook(remember(n)) for n, m in leaves if isinstance(m, nn.RNNBase)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), counter:
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    # FlopCounterMode keys its per-module counts by "<ClassName>.<qualified name>"; parents include
+    # their children, so only leaves are read and the remainder is reported separately.
+    counts = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
+    root = type(model).__name__
+    rows = []
+    for name, module in leaves:
+        if isinstance(module, nn.RNNBase):
+            rows.append((name, type(module).__name__, rnn_flops(module, rnn_steps.get(name, 0)), "gate formula"))
+        else:
+            rows.append((name, type(module).__name__, int(counts.get(f"{root}.{name}", 0)), "FlopCounterMode"))
+    rnn_seen = sum(counts.get(f"{root}.{n}", 0) for n, m in leaves if isinstance(m, nn.RNNBase))
+    outside = counter.get_total_flops() - rnn_seen - sum(r[2] for r in rows if r[3] == "FlopCounterMode")
+    if outside:
+        rows.append(("(outside leaf modules)", "-", int(outside), "FlopCounterMode"))
+    return pd.DataFrame(rows, columns=["layer", "type", "FLOPs", "how"])
+
+
+def interleaved_step_times(
+    steps: Mapping[str, Callable[[], object]],
+    rounds: int = 5,
+    steps_per_round: int = 4,
+    device=None,
+    warmup_rounds: int = 1,
+) -> pd.DataFrame:
+    """Median milliseconds per call of each function in ``steps`` (name -> one training step).
+
+    The functions take turns: every round runs ``steps_per_round`` calls of each, in order, so a
+    burst of background load hits all of them alike (times taken minutes apart on a shared machine
+    are not comparable). The first ``warmup_rounds`` rounds are not counted. The clock is read after
+    :func:`synchronize` on ``device`` (queued GPU kernels count). Returns a DataFrame indexed by name
+    with ``wall ms per step`` (``time.perf_counter``), ``process CPU ms per step``
+    (``time.process_time``, all threads of this process: far less sensitive to other processes on a
+    shared CPU) and ``rounds`` (rounds counted). Hand-written: ``torch.utils.benchmark.Timer`` times
+    one statement at a time and cannot interleave several.
+    """
+    if not steps:
+        raise ValueError("interleaved_step_times: steps must name at least one function")
+    for name, value in (("rounds", rounds), ("steps_per_round", steps_per_round)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"interleaved_step_times: {name} must be a positive int, got {value!r}")
+    if not isinstance(warmup_rounds, int) or warmup_rounds < 0:
+        raise ValueError(f"interleaved_step_times: warmup_rounds must be an int >= 0, got {warmup_rounds!r}")
+    device = _device(device)
+    wall = {name: [] for name in steps}
+    cpu = {name: [] for name in steps}
+    for r in range(warmup_rounds + rounds):
+        for name, step in steps.items():
+            synchronize(device)
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(steps_per_round):
+                step()
+            synchronize(device)
+            if r >= warmup_rounds:
+                wall[name].append((time.perf_counter() - w0) / steps_per_round)
+                cpu[name].append((time.process_time() - c0) / steps_per_round)
+    out = pd.DataFrame({
+        "wall ms per step": {n: 1000 * statistics.median(t) for n, t in wall.items()},
+        "process CPU ms per step": {n: 1000 * statistics.median(t) for n, t in cpu.items()},
+        "rounds": {n: len(t) for n, t in wall.items()},
+    })  # fmt: skip
+    out.index.name = "step"
+    return out

@@ -361,3 +361,54 @@ def describe(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 3, DEFAULT_
         for h in hooks:
             h.remove()
     return pd.DataFrame(rows, columns=["layer", "type", "output_shape", "parameters"])
+
+
+def input_influence(
+    model: nn.Module,
+    input_shape: tuple[int, ...] = (1, 3, DEFAULT_WINDOW_LENGTH),
+    X: torch.Tensor | None = None,
+    delta: float = 0.5,
+    n_windows: int = 4,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Which input entries the network sees: ``(3, L)`` max |change of any logit| per entry.
+
+    Each entry ``(axis, t)`` of the windows is raised by ``delta`` on its own, the perturbed windows
+    are fed to ``model`` in the layout it is meant for (``model.layout``: ``"faithful"`` windows
+    are converted with ``windows.to_layout``), and the largest absolute change of any logit over
+    the windows is recorded. An entry the network ignores gives exactly 0 (its change never reaches
+    the fully connected layers). ``X``: windows ``(N, 1, 3, L)`` in the **axes** layout (rows x, y,
+    z); default ``n_windows`` standard-normal windows of ``input_shape`` drawn with ``seed`` (the
+    global RNG is untouched). Eval mode, no gradients; the model's mode is restored.
+    """
+    from smoothdistill_lib.windows import to_layout  # windows does not import models: no cycle
+
+    if X is None:
+        if len(input_shape) != 3 or tuple(input_shape[:2]) != (1, 3):
+            raise ValueError(f"input_influence: input_shape must be (1, 3, L), got {tuple(input_shape)}")
+        gen = torch.Generator().manual_seed(seed)
+        X = torch.randn(n_windows, *input_shape, generator=gen)
+    X = torch.as_tensor(X, dtype=torch.float32)
+    if X.ndim != 4 or X.shape[1:3] != (1, 3):
+        raise ValueError(f"input_influence: X must be windows (N, 1, 3, L) in the axes layout, got {tuple(X.shape)}")
+    n, length = X.shape[0], X.shape[-1]
+    param = next(model.parameters(), None)
+    X = X.to(param.device if param is not None else "cpu")
+    layout = getattr(model, "layout", "axes")
+    one_hot = torch.eye(3 * length, device=X.device).reshape(3 * length, 1, 3, length)  # one per (axis, t)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            change = torch.zeros(3 * length, device=X.device)
+            for i in range(n):  # one window at a time: 3L perturbed copies, bounded memory
+                moved = torch.cat(model(to_layout(X[i] + delta * one_hot, "axes", layout)), dim=1)
+                # The reference is 3L unperturbed copies, a batch of the same shape: CPU kernels pick
+                # their algorithm by batch size, and a different one would differ in the last bit
+                # everywhere, hiding the exact zeros this measures.
+                same = X[i].expand(3 * length, 1, 3, length).contiguous()
+                base = torch.cat(model(to_layout(same, "axes", layout)), dim=1)
+                change = torch.maximum(change, (moved - base).abs().amax(dim=1))
+    finally:
+        model.train(was_training)
+    return change.reshape(3, length).cpu()

@@ -2,7 +2,8 @@
 
 Real-data tests use the WISDM subset found in ``$SMOOTHDISTILL_DATA`` or ``../shared/data`` and
 skip with a reason when neither holds it. Everything else runs on fixtures written in the exact raw
-formats, so the suite passes on a fresh machine with no network and no ``../shared``.
+formats, so the suite passes on a fresh machine with no network and no ``../shared``. ``tiny_net``
+is the toy network of the models contract shared by the engine, method, EMA and checkpoint tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +35,31 @@ def real_data_dir() -> Path:
     if root is None:
         pytest.skip("real WISDM data not found: set SMOOTHDISTILL_DATA or place ../shared/data beside the repo")
     return root
+
+
+class TinyNet(nn.Module):
+    """Smallest net of the models contract: ``features`` then one Linear head per task.
+
+    Input ``(N, 1, 3, length)``; ``hidden`` shared features; ``batchnorm`` adds a BatchNorm1d
+    (running-statistics buffers) before the ReLU.
+    """
+
+    def __init__(self, n_classes=(4, 3), length: int = 12, hidden: int = 16, batchnorm: bool = False):
+        super().__init__()
+        layers = [nn.Flatten(), nn.Linear(3 * length, hidden)]
+        layers += [nn.BatchNorm1d(hidden)] if batchnorm else []
+        self.body = nn.Sequential(*layers, nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(hidden, c) for c in n_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        f = self.features(x)
+        return tuple(h(f) for h in self.heads)
+
+
+@pytest.fixture
+def tiny_net() -> type[TinyNet]:
+    """The :class:`TinyNet` class (call it to build a net, or pass it as ``engine.fit(build=...)``)."""
+    return TinyNet

@@ -228,3 +228,50 @@ def test_cost_functions_leave_the_global_rng_alone():
     torch.manual_seed(7)
     assert isinstance(count_flops(net, (1, 3, 20))["value"], int)
     assert torch.equal(torch.rand(3), expected)
+
+
+class _Outside(nn.Module):
+    """A functional matmul outside any leaf module, plus an LSTM (counted by the gate formula)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(20, 6))
+        self.lstm = nn.LSTM(3, 5, batch_first=True)
+        self.heads = nn.ModuleList([nn.Linear(5, 2)])
+
+    def forward(self, x):
+        x = x[:, 0]  # (N, 3, 20)
+        x = (x @ self.w).transpose(1, 2)  # (N, 6, 3): 2 * 3 * 20 * 6 FLOPs outside the leaves
+        out, _ = self.lstm(x)
+        return (self.heads[0](out[:, -1]),)
+
+
+def test_flops_by_layer_sums_to_count_flops_with_rnns_by_formula():
+    mtlnet = build_model("mtlnet", (12, 3))
+    for net in (TinyNet(), _Outside(), mtlnet, build_model("gru", (12, 3))):
+        shape = (1, 3, 20) if not hasattr(net, "layout") else (1, 3, 100)
+        table = compute.flops_by_layer(net, shape)
+        assert table["FLOPs"].sum() == count_flops(net, shape)["value"], type(net).__name__
+    table = compute.flops_by_layer(_Outside(), (1, 3, 20)).set_index("layer")
+    assert table.loc["(outside leaf modules)", "FLOPs"] == 2 * 3 * 20 * 6
+    lstm = table.loc["lstm"]
+    assert lstm["how"] == "gate formula" and lstm["FLOPs"] == rnn_flops(nn.LSTM(3, 5), 6)
+    mtl = compute.flops_by_layer(mtlnet).set_index("layer")["FLOPs"]
+    assert mtl["conv.0"] == 2 * 32 * 9 * 3 * 92  # 32 kernels of 9 taps at 3 x 92 output positions
+    assert mtl["fc.0"] == 2 * 1216 * 1024 and mtl["conv.1"] == 0  # activations are not counted
+    assert list(mtl.index) == [n for n, m in mtlnet.named_modules() if n and not list(m.children())]
+
+
+def test_interleaved_step_times_take_turns_and_skip_the_warmup():
+    calls = []
+    steps = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b") or time.sleep(0.002)}
+    table = compute.interleaved_step_times(steps, rounds=3, steps_per_round=2, device="cpu", warmup_rounds=1)
+    assert calls == ["a", "a", "b", "b"] * 4  # 1 warm-up + 3 counted rounds, methods in turn
+    assert list(table.index) == ["a", "b"] and table.index.name == "step"
+    assert (table["rounds"] == 3).all()
+    assert table.loc["b", "wall ms per step"] >= 2.0 > table.loc["a", "wall ms per step"]
+    assert table.loc["b", "process CPU ms per step"] < table.loc["b", "wall ms per step"]  # sleeping is not CPU
+    with pytest.raises(ValueError, match="steps_per_round"):
+        compute.interleaved_step_times(steps, steps_per_round=0)
+    with pytest.raises(ValueError, match="at least one"):
+        compute.interleaved_step_times({})

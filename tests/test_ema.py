@@ -9,24 +9,6 @@ from torch import nn
 from smoothdistill_lib.ema import EMATeacher, averaged_model_reference
 
 
-class TinyNet(nn.Module):
-    """Smallest net of the models contract: ``features`` then one Linear head per task."""
-
-    def __init__(self, n_classes=(4, 3), length: int = 12, batchnorm: bool = False):
-        super().__init__()
-        layers = [nn.Flatten(), nn.Linear(3 * length, 16)]
-        layers += [nn.BatchNorm1d(16)] if batchnorm else []
-        self.body = nn.Sequential(*layers, nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(16, c) for c in n_classes)
-
-    def features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        f = self.features(x)
-        return tuple(h(f) for h in self.heads)
-
-
 def _train_steps(student, callbacks, steps: int = 5, seed: int = 0):
     """Adam steps on random batches; after each step call every callback (the EMA updates)."""
     g = torch.Generator().manual_seed(seed)
@@ -41,9 +23,9 @@ def _train_steps(student, callbacks, steps: int = 5, seed: int = 0):
             cb()
 
 
-def test_teacher_starts_as_exact_copy_frozen_and_in_eval_mode():
+def test_teacher_starts_as_exact_copy_frozen_and_in_eval_mode(tiny_net):
     torch.manual_seed(0)
-    student = TinyNet()
+    student = tiny_net()
     teacher = EMATeacher(student)
     for (k, a), b in zip(student.state_dict().items(), teacher.state_dict().values()):
         assert torch.equal(a, b), k
@@ -54,9 +36,9 @@ def test_teacher_starts_as_exact_copy_frozen_and_in_eval_mode():
     assert not any(o.requires_grad for o in out)
 
 
-def test_one_update_is_the_ema_formula():
+def test_one_update_is_the_ema_formula(tiny_net):
     torch.manual_seed(0)
-    student = TinyNet()
+    student = tiny_net()
     teacher = EMATeacher(student, decay=0.9)
     init = [p.detach().clone() for p in student.parameters()]
     _train_steps(student, [teacher.update], steps=1)
@@ -65,10 +47,10 @@ def test_one_update_is_the_ema_formula():
 
 
 @pytest.mark.parametrize("buffers", ["copy", "average"])
-def test_matches_torch_averaged_model(buffers):
+def test_matches_torch_averaged_model(buffers, tiny_net):
     """Same teacher weights as AveragedModel + get_ema_multi_avg_fn, after it copies at init."""
     torch.manual_seed(0)
-    student = TinyNet(batchnorm=True)
+    student = tiny_net(batchnorm=True)
     ours = EMATeacher(student, decay=0.99, buffers=buffers)
     ref = averaged_model_reference(student, decay=0.99, buffers=buffers)
     _train_steps(student, [ours.update, lambda: ref.update_parameters(student)], steps=7)
@@ -81,9 +63,9 @@ def test_matches_torch_averaged_model(buffers):
     assert not torch.equal(next(ours.module.parameters()), next(student.parameters()))
 
 
-def test_buffer_policies_on_a_batchnorm_net():
+def test_buffer_policies_on_a_batchnorm_net(tiny_net):
     torch.manual_seed(0)
-    student = TinyNet(batchnorm=True)
+    student = tiny_net(batchnorm=True)
     teachers = {b: EMATeacher(student, decay=0.9, buffers=b) for b in ("copy", "average", "keep")}
     init_mean = student.body[2].running_mean.clone()
     _train_steps(student, [t.update for t in teachers.values()], steps=3)
@@ -100,8 +82,8 @@ def test_buffer_policies_on_a_batchnorm_net():
     assert n_tracked == {"copy": 3, "average": 3, "keep": 0}
 
 
-def test_warmup_decay_schedule():
-    teacher = EMATeacher(TinyNet(), decay=0.999, warmup=True)
+def test_warmup_decay_schedule(tiny_net):
+    teacher = EMATeacher(tiny_net(), decay=0.999, warmup=True)
     seen = []
     for _ in range(4):
         seen.append(teacher.current_decay())
@@ -109,11 +91,11 @@ def test_warmup_decay_schedule():
     assert seen == pytest.approx([1 / 10, 2 / 11, 3 / 12, 4 / 13])
     teacher.num_updates = 10**6
     assert teacher.current_decay() == 0.999
-    assert EMATeacher(TinyNet(), decay=0.999).current_decay() == 0.999
+    assert EMATeacher(tiny_net(), decay=0.999).current_decay() == 0.999
 
 
-def test_bad_arguments_raise_clear_errors():
+def test_bad_arguments_raise_clear_errors(tiny_net):
     with pytest.raises(ValueError, match="decay"):
-        EMATeacher(TinyNet(), decay=1.5)
+        EMATeacher(tiny_net(), decay=1.5)
     with pytest.raises(ValueError, match="buffers"):
-        EMATeacher(TinyNet(), buffers="mean")
+        EMATeacher(tiny_net(), buffers="mean")

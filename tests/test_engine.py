@@ -11,27 +11,10 @@ import pandas as pd
 import pytest
 import torch
 from scipy.stats import binomtest
-from torch import nn
 
 from smoothdistill_lib import engine
 from smoothdistill_lib.engine import TrainConfig, fit, predict
 from smoothdistill_lib.methods import METHODS
-
-
-class TinyNet(nn.Module):
-    """Smallest net of the models contract: ``features`` then one Linear head per task."""
-
-    def __init__(self, n_classes=(4, 3), length: int = 12):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * length, 16), nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(16, c) for c in n_classes)
-
-    def features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        f = self.features(x)
-        return tuple(h(f) for h in self.heads)
 
 
 def _synthetic(n: int = 300, seed: int = 0):
@@ -44,10 +27,16 @@ def _synthetic(n: int = 300, seed: int = 0):
     return X, y1, y2
 
 
-def _tiny_fit(data, fit_idx, val_idx, test_idx, **cfg):
-    kw = {"method": "multitask", "epochs": 3, "seed": 0, "batch_size": 32, **cfg}
-    return fit(data, fit_idx, val_idx, test_idx, TrainConfig(**kw), progress=False, build=TinyNet,
-               n_classes=(4, 3))  # fmt: skip
+@pytest.fixture
+def tiny_fit(tiny_net):
+    """``engine.fit`` of the tiny net: ``tiny_fit(data, fit_idx, val_idx, test_idx, **config)``."""
+
+    def run(data, fit_idx, val_idx, test_idx, **cfg):
+        kw = {"method": "multitask", "epochs": 3, "seed": 0, "batch_size": 32, **cfg}
+        return fit(data, fit_idx, val_idx, test_idx, TrainConfig(**kw), progress=False, build=tiny_net,
+                   n_classes=(4, 3))  # fmt: skip
+
+    return run
 
 
 # ------------------------------------------------------------------ every method on sleepsim quick
@@ -101,11 +90,11 @@ def test_every_method_lowers_the_loss_and_beats_chance(sleepsim_quick, method):
 # ------------------------------------------------------------------ reproducibility
 
 
-def test_same_seed_gives_identical_numbers_and_another_seed_does_not():
+def test_same_seed_gives_identical_numbers_and_another_seed_does_not(tiny_fit):
     data = _synthetic()
     idx = np.arange(300)
     runs = [
-        _tiny_fit(data, idx[:200], idx[200:250], idx[250:], method="smooth_distill", seed=s)
+        tiny_fit(data, idx[:200], idx[200:250], idx[250:], method="smooth_distill", seed=s)
         for s in (7, 7, 8)
     ]
     drop = ["epoch_seconds"]
@@ -145,18 +134,18 @@ def _sabotage_last_epoch(monkeypatch, method: str, epochs: int = 4, n_fit: int =
 
 
 @pytest.fixture
-def sabotaged(monkeypatch):
+def sabotaged(monkeypatch, tiny_fit):
     def run(method="multitask", **cfg):
         _sabotage_last_epoch(monkeypatch, method)
         data = _synthetic(300, seed=1)
         idx = np.arange(300)
-        return data, idx[200:250], idx[250:], _tiny_fit(data, idx[:200], idx[200:250], idx[250:], method=method,
+        return data, idx[200:250], idx[250:], tiny_fit(data, idx[:200], idx[200:250], idx[250:], method=method,
                                                         epochs=4, lr=1e-2, **cfg)  # fmt: skip
 
     return run
 
 
-def test_tested_weights_are_the_best_epochs_not_the_last(sabotaged):
+def test_tested_weights_are_the_best_epochs_not_the_last(sabotaged, tiny_net):
     data, val_idx, test_idx, res = sabotaged()
     h = res.history
     best = int(h["val_acc_mean"].to_numpy().argmax()) + 1  # first maximum (strict >)
@@ -166,7 +155,7 @@ def test_tested_weights_are_the_best_epochs_not_the_last(sabotaged):
     assert res.accuracy("val") == pytest.approx(tuple(h.loc[best - 1, ["val_acc_task1", "val_acc_task2"]]))
     # the returned weights ARE those predictions; the last epoch's weights (what the authors'
     # aliased state_dict would have tested, reference notes §5.2a) give the last row instead
-    net = TinyNet()
+    net = tiny_net()
     net.load_state_dict(res.state_dicts["student"])
     z1, _ = predict(net, data[0][test_idx])
     np.testing.assert_array_equal(z1.argmax(1), res.predictions[("test", "student")]["y1_pred"])
@@ -193,7 +182,7 @@ def test_singletask_selects_each_net_on_its_own_task(sabotaged):
 # ------------------------------------------------------------------ batching
 
 
-def test_batches_cover_every_fit_window_once_with_a_last_partial_batch(monkeypatch):
+def test_batches_cover_every_fit_window_once_with_a_last_partial_batch(monkeypatch, tiny_fit):
     n = 130
     X = np.zeros((n, 1, 3, 12), dtype=np.float32)
     X[:, 0, 0, 0] = np.arange(n)  # each window carries its own index
@@ -207,7 +196,7 @@ def test_batches_cover_every_fit_window_once_with_a_last_partial_batch(monkeypat
 
     monkeypatch.setitem(METHODS, "multitask", dataclasses.replace(real, step=spy))
     fit_idx = np.setdiff1d(np.arange(n), np.arange(100, 110))  # 120 windows
-    _tiny_fit((X, y1, y2), fit_idx, np.arange(100, 110), None, epochs=2, batch_size=50)
+    tiny_fit((X, y1, y2), fit_idx, np.arange(100, 110), None, epochs=2, batch_size=50)
     assert [len(b) for b in seen] == [50, 50, 20, 50, 50, 20]
     epoch1, epoch2 = sum(seen[:3], []), sum(seen[3:], [])
     assert sorted(epoch1) == sorted(epoch2) == sorted(fit_idx.tolist())
@@ -217,30 +206,30 @@ def test_batches_cover_every_fit_window_once_with_a_last_partial_batch(monkeypat
 # ------------------------------------------------------------------ inputs and outputs
 
 
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors(tiny_fit, tiny_net):
     data = _synthetic(60)
     idx = np.arange(60)
     with pytest.raises(ValueError, match="fit_idx and val_idx overlap"):
-        _tiny_fit(data, idx[:40], idx[30:50], None)
+        tiny_fit(data, idx[:40], idx[30:50], None)
     with pytest.raises(ValueError, match="val_idx and test_idx overlap"):
-        _tiny_fit(data, idx[:40], idx[40:50], idx[45:])
+        tiny_fit(data, idx[:40], idx[40:50], idx[45:])
     with pytest.raises(ValueError, match="outside"):
-        _tiny_fit(data, idx[:40], np.array([59, 60]), None)
+        tiny_fit(data, idx[:40], np.array([59, 60]), None)
     with pytest.raises(ValueError, match=r"X must be \(N, 1, 3, L\)"):
-        _tiny_fit((data[0][:, 0], data[1], data[2]), idx[:40], idx[40:50], None)
+        tiny_fit((data[0][:, 0], data[1], data[2]), idx[:40], idx[40:50], None)
     with pytest.raises(ValueError, match="TrainConfig.alpha"):
         TrainConfig(alpha=1.5)
     with pytest.raises(ValueError, match="unknown method"):
         TrainConfig(method="self_distill")
     with pytest.raises(ValueError, match="y1 labels"):
         fit(data, idx[:40], idx[40:50], None, TrainConfig(method="multitask", epochs=1), progress=False,
-            build=TinyNet, n_classes=(2, 3))  # fmt: skip
+            build=tiny_net, n_classes=(2, 3))  # fmt: skip
 
 
-def test_config_round_trips_through_json_and_predict_returns_numpy_logits():
+def test_config_round_trips_through_json_and_predict_returns_numpy_logits(tiny_net):
     cfg = TrainConfig(method="sd_dropout", epochs=3, model_options={"batchnorm": True})
     assert TrainConfig(**json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg
-    net = TinyNet()
+    net = tiny_net()
     out = predict(net, np.zeros((5, 1, 3, 12), dtype=np.float32), batch_size=2)
     assert [o.shape for o in out] == [(5, 4), (5, 3)] and all(isinstance(o, np.ndarray) for o in out)
     assert net.training  # mode restored
@@ -289,16 +278,14 @@ def test_cli_train_prints_one_json_object(capsys, monkeypatch):
     assert 0 <= rec["test_f1_task1"] <= 100 and rec["params"] > 1_000_000
 
 
-def test_lone_last_window_is_merged_only_for_batchnorm_nets():
+def test_lone_last_window_is_merged_only_for_batchnorm_nets(tiny_net):
     assert engine._batch_bounds(129, 64, batchnorm=False) == [(0, 64), (64, 128), (128, 129)]
     assert engine._batch_bounds(129, 64, batchnorm=True) == [(0, 64), (64, 129)]
     assert engine._batch_bounds(130, 64, batchnorm=True) == [(0, 64), (64, 128), (128, 130)]
     assert engine._batch_bounds(1, 64, batchnorm=True) == [(0, 1)]
 
-    class BNNet(TinyNet):
-        def __init__(self, n_classes=(4, 3)):
-            super().__init__(n_classes)
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.BatchNorm1d(16), nn.ReLU())
+    def BNNet(n_classes=(4, 3)):  # noqa: N802 - stands for a class
+        return tiny_net(n_classes, batchnorm=True)
 
     data = _synthetic(60)
     res = fit(data, np.arange(33), np.arange(33, 45), None, TrainConfig(method="smooth_distill", epochs=1,

@@ -15,22 +15,6 @@ from smoothdistill_lib.losses import kd_loss
 from smoothdistill_lib.methods import METHODS, get_method
 
 
-class TinyNet(nn.Module):
-    """Smallest net of the models contract: ``features`` then one Linear head per task."""
-
-    def __init__(self, n_classes=(4, 3), length: int = 12):
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(3 * length, 16), nn.ReLU())
-        self.heads = nn.ModuleList(nn.Linear(16, c) for c in n_classes)
-
-    def features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        f = self.features(x)
-        return tuple(h(f) for h in self.heads)
-
-
 def _batch(seed: int = 0, n: int = 16):
     g = torch.Generator().manual_seed(seed)
     return (
@@ -64,9 +48,9 @@ def test_registry_has_the_five_methods():
         get_method("distill")
 
 
-def test_multitask_step_optimises_the_alpha_mix():
+def test_multitask_step_optimises_the_alpha_mix(tiny_net):
     torch.manual_seed(0)
-    model = TinyNet()
+    model = tiny_net()
     twin = copy.deepcopy(model)
     batch = _batch()
     out = METHODS["multitask"].step({"student": model}, _adam(model), None, batch, CFG)
@@ -80,9 +64,9 @@ def test_multitask_step_optimises_the_alpha_mix():
     assert not out["loss"].requires_grad
 
 
-def test_singletask_nets_are_independent():
+def test_singletask_nets_are_independent(tiny_net):
     torch.manual_seed(0)
-    m1, m2 = TinyNet((4,)), TinyNet((3,))
+    m1, m2 = tiny_net((4,)), tiny_net((3,))
     solo = copy.deepcopy(m1)
     batch = _batch()
     METHODS["singletask"].step({"task1": m1, "task2": m2}, _adam(m1, m2), None, batch, CFG)
@@ -93,9 +77,9 @@ def test_singletask_nets_are_independent():
     assert _same(m1, solo)
 
 
-def test_smooth_distill_first_step_has_zero_kd_then_teacher_trails_by_ema():
+def test_smooth_distill_first_step_has_zero_kd_then_teacher_trails_by_ema(tiny_net):
     torch.manual_seed(0)
-    model = TinyNet()
+    model = tiny_net()
     twin = copy.deepcopy(model)
     teacher = EMATeacher(model, decay=0.9)
     t_init = [p.clone() for p in teacher.module.parameters()]
@@ -116,9 +100,9 @@ def test_smooth_distill_first_step_has_zero_kd_then_teacher_trails_by_ema():
     assert out["loss"].item() == pytest.approx(want.item())
 
 
-def test_born_again_teacher_is_frozen_and_kd_uses_ba_temperature():
+def test_born_again_teacher_is_frozen_and_kd_uses_ba_temperature(tiny_net):
     torch.manual_seed(0)
-    student, teacher = TinyNet(), TinyNet()
+    student, teacher = tiny_net(), tiny_net()
     teacher.eval().requires_grad_(False)
     before = copy.deepcopy(teacher)
     cfg = TrainConfig(method="born_again", epochs=1, ba_temperature=4.0, ba_lam=0.25)
@@ -133,9 +117,9 @@ def test_born_again_teacher_is_frozen_and_kd_uses_ba_temperature():
     assert out["loss"].item() == pytest.approx(want.item())
 
 
-def test_sd_dropout_without_dropout_is_multitask_and_with_dropout_adds_sdd():
+def test_sd_dropout_without_dropout_is_multitask_and_with_dropout_adds_sdd(tiny_net):
     torch.manual_seed(0)
-    model = TinyNet()
+    model = tiny_net()
     twin = copy.deepcopy(model)
     batch = _batch()
     cfg0 = TrainConfig(method="sd_dropout", epochs=1, sdd_dropout=0.0)

@@ -195,3 +195,29 @@ def test_describe_accounts_for_every_parameter(name):
     table = describe(model)
     assert table["parameters"].sum() == count_parameters(model)
     assert table["output_shape"].iloc[-1] == (1, 2)
+
+
+def test_input_influence_faithful_sees_exactly_row_0_corrected_sees_everything():
+    import numpy as np
+
+    from smoothdistill_lib.models import input_influence
+    from smoothdistill_lib.windows import to_layout
+
+    ids = np.arange(3 * L).reshape(1, 1, 3, L)  # entry (axis a, time t) has id a * L + t
+    row0 = set(to_layout(ids, "axes", "faithful")[0, 0, 0].tolist())  # what faithful row 0 holds
+    torch.manual_seed(0)
+    faithful = build_model("mtlnet", (12, 3))
+    infl = input_influence(faithful, n_windows=2)
+    assert infl.shape == (3, L) and faithful.training  # mode restored
+    seen = set(np.flatnonzero(infl.numpy().ravel() > 0).tolist())
+    assert len(seen) == 100 and seen == row0  # the x/y/z values of time steps 0..33, interleaved
+    assert int(np.flatnonzero((infl > 0).any(dim=0).numpy()).max()) == 33
+    corrected = build_model("mtlnet_corrected", (12, 3))
+    assert int((input_influence(corrected, n_windows=2) > 0).sum()) == 3 * L
+    # given windows are used as they are, and the global RNG is left alone
+    state = torch.random.get_rng_state()
+    X = _x(2)
+    np.testing.assert_array_equal(input_influence(faithful, X=X).numpy(), input_influence(faithful, X=X).numpy())
+    assert torch.equal(state, torch.random.get_rng_state())
+    with pytest.raises(ValueError, match=r"X must be windows \(N, 1, 3, L\)"):
+        input_influence(faithful, X=torch.zeros(2, 3, L))
