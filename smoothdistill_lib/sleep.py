@@ -36,6 +36,9 @@ POSTURE_NAMES = ["up", "up_right", "right_up", "right", "right_down", "down_righ
 POSTURE_ANGLES_DEG = [90, 60, 30, 0, 330, 300, 270, 240, 210, 180, 150, 120]
 PLACEMENT_NAMES = ["neck", "chest", "abdomen"]
 SAMPLING_RATE_HZ = 50.0
+#: Windows of the authors' sleep set, paper Table 2 (training + validation, test): 53,546 in all.
+#: The recordings are not public; ``sleepsim`` at full size is sized to match this total.
+PAPER_WINDOWS = {"train": 42_836, "test": 10_710}
 
 # the authors' lower-cased tokens (process_data.py) plus the Table 2 names without separators
 POSTURE_MAP = {name.replace("_", ""): i for i, name in enumerate(POSTURE_NAMES)}
