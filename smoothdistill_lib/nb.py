@@ -229,3 +229,26 @@ def time_table(chapter: str, path: Path | None = None) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "mode"
     return df
+
+
+def grid_when_present(name: str, mode: str | ModeSettings | None = None, root: Path | None = None):
+    """Run the experiment ``configs/<name>.yaml`` in ``mode`` when its datasets are on this machine,
+    and return its :class:`report.Records`; otherwise print ONE line saying what is missing and how
+    to get it, and return None. Nothing is downloaded here; the grid resumes, so a second call trains
+    nothing. ``root``: the repository (default :func:`config.project_root`).
+
+    Chapters use it for datasets that are not shipped (MHEALTH): they run by themselves on a machine
+    that has the data, and say so in one line elsewhere.
+    """
+    from smoothdistill_lib import report, runner
+
+    path = Path(root or project_root()) / "configs" / f"{name}.yaml"
+    if not path.exists():
+        print(f"{name} runs skipped: {path} is not here; clone the book's repository to run its grids")
+        return None
+    missing = runner.missing_datasets(path)
+    if missing:
+        print(f"{name} runs skipped: " + "; ".join(missing.values()))
+        return None
+    runner.run_experiment(path, mode=getattr(mode, "name", mode))
+    return report.load_experiment(name)

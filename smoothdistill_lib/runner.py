@@ -548,6 +548,26 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
         return summary
 
 
+def missing_datasets(experiment: Experiment | str | os.PathLike) -> dict[str, str]:
+    """The datasets of ``experiment`` that are not on this machine: name -> a one-line reason with
+    what to do. Nothing is downloaded (``run`` would download WISDM and MHEALTH); sleepsim is
+    always present. Chapters use it to run a grid only when its data are here."""
+    from smoothdistill_lib import datasets
+
+    if not isinstance(experiment, Experiment):
+        experiment = load_experiment(experiment)
+    out = {}
+    for name in experiment.datasets:
+        if name == "sleepsim" or datasets.locate(name) is not None:
+            continue
+        info = datasets.DATASETS[name]
+        where = " or ".join(str(d) for d in datasets.search_dirs())
+        todo = (f"`python -m smoothdistill_lib run` downloads it ({info.source})" if info.downloadable
+                else f"the data are {info.source}")
+        out[name] = f"{name} is not under {where} (expected {info.layout}); {todo}"
+    return out
+
+
 def cli_run(args) -> int:
     """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N] [--require-clean]``."""
     exp = load_experiment(args.config)

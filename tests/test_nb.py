@@ -324,3 +324,30 @@ def test_concurrent_timing_records_are_not_lost(tmp_path):
         list(pool.map(lambda job: nb.record_timing(job[0], job[1], "cpu", 1.0, path=path), jobs))
     data = nb.load_timings(path)
     assert sorted((c, m) for c in data for m in data[c]["cpu"]) == sorted(jobs)
+
+
+def test_grid_when_present_says_one_line_when_data_are_absent_and_runs_when_present(tmp_path, monkeypatch, capsys):
+    from smoothdistill_lib import datasets, runner
+    from tests.rawfixtures import write_mhealth_tree
+
+    data, repo = tmp_path / "data", tmp_path / "repo"
+    (repo / "configs").mkdir(parents=True)
+    runner.save_experiment(runner.Experiment(name="mh", datasets=["mhealth"], protocols=["paper"],
+                                             methods=["multitask"]), repo / "configs" / "mh.yaml")
+    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(data))
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(datasets, "search_dirs", lambda: [data])
+    assert nb.grid_when_present("mh", "quick", root=repo) is None
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("mh runs skipped: mhealth is not under")
+    assert nb.grid_when_present("absent", "quick", root=repo) is None
+    assert "absent.yaml is not here" in capsys.readouterr().out
+
+    write_mhealth_tree(data, subjects=range(1, 11), blocks=[(1, 600), (4, 600), (9, 600)])
+    recs = nb.grid_when_present("mh", "quick", root=repo)
+    assert recs.name == "mh" and recs.mode == "quick" and len(recs.records) == 1
+    assert set(recs.df["dataset"]) == {"mhealth"}
+    files = sorted((tmp_path / "results" / "mh" / "runs").glob("*.json"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = nb.grid_when_present("mh", "quick", root=repo)  # resumes: nothing is trained twice
+    assert set(again.records) == set(recs.records) and [f.stat().st_mtime_ns for f in files] == stamps

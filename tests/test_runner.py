@@ -120,7 +120,8 @@ def test_cli_run_bad_config_is_one_clear_line(tmp_path, capsys):
     assert cli_main(["run", str(tmp_path / "missing.yaml")]) == 2
 
 
-@pytest.mark.parametrize("name, n", [("main", 5 * 2 * 2), ("lambda", 5 * 2), ("ratio", 9 * 5 * 2)])
+@pytest.mark.parametrize("name, n", [("main", 5 * 2 * 2), ("lambda", 5 * 2), ("ratio", 9 * 5 * 2),
+                                     ("mhealth", 5 * 2), ("lambda_mhealth", 5)])
 def test_shipped_configs_expand(name, n):
     """The shipped configs load; in quick mode (1 seed, 1 fold) their grids have the paper's size."""
     exp = runner.load_experiment(ROOT / "configs" / f"{name}.yaml")
@@ -255,6 +256,34 @@ def test_require_clean_refuses_a_dirty_checkout_before_running_anything(tmp_path
     assert record_files(tmp_path / "t") == []
     runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, limit=1)
     assert "warning: the checkout has uncommitted changes" in capsys.readouterr().err
+
+
+def test_a_grid_whose_data_are_absent_says_so_and_runs_once_they_are_there(tmp_path, monkeypatch):
+    """What chapter 8 does with MHEALTH: one line when the raw logs are absent (nothing downloaded),
+    and the grid runs from the raw files once they are present."""
+    from smoothdistill_lib import datasets
+    from tests.rawfixtures import write_mhealth_tree
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(data))
+    monkeypatch.setattr(datasets, "search_dirs", lambda: [data])  # not ../shared/data
+    config = ROOT / "configs" / "mhealth.yaml"
+    missing = runner.missing_datasets(config)
+    assert list(missing) == ["mhealth"] and str(data) in missing["mhealth"]
+    assert "MHEALTHDATASET/mHealth_subject<k>.log" in missing["mhealth"] and "downloads it" in missing["mhealth"]
+    assert not data.exists()  # nothing was fetched
+    assert runner.missing_datasets(small()) == {}  # sleepsim is generated
+
+    # 1-3: walking, climbing, cycling... 600 rows (12 s) each, ten subjects as in the archive
+    write_mhealth_tree(data, subjects=range(1, 11), blocks=[(1, 600), (4, 600), (9, 600)])
+    assert runner.missing_datasets(config) == {}
+    summary = runner.run_experiment(config, results_root=tmp_path / "results", mode="quick", limit=1,
+                                    progress=False)
+    (rec,) = [runner.read_record(p) for p in record_files(tmp_path / "results" / "mhealth")]
+    assert summary.ran == [rec["run_id"]] and rec["spec"]["dataset"] == "mhealth"
+    assert rec["data"]["placement_names"] == ["chest", "left_ankle", "right_lower_arm"]
+    # the paper protocol: three placements stacked into one stream of 3 x 10 x 1,800 rows, under the cap
+    assert rec["data"]["n_windows"] == (3 * 10 * 1800 - 100) // 60 + 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
