@@ -9,6 +9,7 @@ lists exactly the chapters that exist.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import re
 import runpy
@@ -233,7 +234,32 @@ def test_widget_offline_check_flags_cdn_and_missing_local_scripts(tmp_path):
     assert sum("no local _static/" in p for p in problems) == 2 and sum("from a CDN" in p for p in problems) == 2
     assert check_widgets_offline.main([str(tmp_path)]) == 1
     bad.unlink()
+    # a page without widgets may load no remote script either (MathJax from the CDN, say)
+    assert check_widgets_offline.remote_scripts(plain) == [
+        "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.3.4/require.min.js",
+        "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@1.0.6/dist/embed-amd.js"]
+    assert check_widgets_offline.main([str(tmp_path)]) == 1
+    plain.write_text('<script defer="defer" src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">'
+                     '</script>')
+    assert check_widgets_offline.main([str(tmp_path)]) == 1
+    plain.write_text('<script defer="defer" src="_static/mathjax/es5/tex-mml-chtml.js"></script>')
+    assert check_widgets_offline.remote_scripts(plain) == []
     assert check_widgets_offline.main([str(tmp_path)]) == 0
+
+
+def test_mathjax_is_vendored_and_wired():
+    """The built pages load MathJax from _static (html_static_path + mathjax_path), with its fonts
+    and TeX extensions beside it, where MathJax looks for them."""
+    sphinx = _config()["sphinx"]["config"]
+    static = [ROOT / p for p in sphinx["html_static_path"]]
+    script = [d / sphinx["mathjax_path"] for d in static if (d / sphinx["mathjax_path"]).is_file()]
+    assert len(script) == 1 and not sphinx["mathjax_path"].startswith(("http", "/"))
+    es5 = script[0].parent
+    assert len(list((es5 / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))) >= 20
+    assert (es5 / "input" / "tex" / "extensions" / "boldsymbol.js").is_file()
+    # the vendored file is the one its README documents (npm mathjax 3.2.2)
+    digest = hashlib.sha256(script[0].read_bytes()).hexdigest()
+    assert f"`{digest}`" in (ROOT / "book" / "_mathjax" / "README.md").read_text()
 
 
 # ---- book configuration --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Check that the built book's ipywidgets need no network: run after ``jupyter-book build .``.
+"""Check that the built book needs no network for its widgets and math: run after ``jupyter-book build .``.
 
     .venv/bin/python tools/check_widgets_offline.py _build/html [--browser chromium]
 
@@ -7,6 +7,9 @@ Static check (always): every page that embeds widget state loads ``require.js`` 
 unpkg) with "widget", "require" or "embed" in its URL. With ``--browser``: the page is also opened
 in headless Chromium with every host name unresolvable, and the rendered DOM must hold widget views
 (``jupyter-widgets`` elements) - i.e. the controls really render offline.
+
+Every built page (widgets or not) must also load no script at all from a remote URL: MathJax comes
+from ``_static/mathjax`` (``book/_mathjax``), and any new CDN script is reported.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def static_problems(page: Path) -> list[str]:
     return problems
 
 
+def remote_scripts(page: Path) -> list[str]:
+    """Scripts of ``page`` loaded from another host (http, https or protocol-relative URLs)."""
+    return [s for s in SCRIPT_SRC.findall(page.read_text(errors="replace")) if re.match(r"(https?:)?//", s, re.I)]
+
+
 def rendered_widgets(page: Path, browser: str, timeout: int = 120) -> int:
     """Widget view elements in the DOM after headless ``browser`` rendered ``page`` offline."""
     cmd = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     pages = widget_pages(args.html_dir)
     problems = [msg for page in pages for msg in static_problems(page)]
+    all_pages = sorted(args.html_dir.rglob("*.html"))
+    problems += [f"{page}: script from the network: {src}" for page in all_pages for src in remote_scripts(page)]
     if args.browser:
         for page in pages:
             n = rendered_widgets(page, args.browser)
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append(f"{page}: no widget rendered offline")
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
-    print(f"{len(pages)} page(s) with widgets checked, {len(problems)} problem(s)")
+    print(f"{len(pages)} page(s) with widgets and {len(all_pages)} page(s) in all checked, {len(problems)} problem(s)")
     return 1 if problems else 0
 
 
