@@ -20,6 +20,7 @@ the same sequence of teacher weights as :class:`EMATeacher` (see :func:`averaged
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -111,3 +112,20 @@ def averaged_model_reference(
     avg = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=buffers == "average")
     avg.update_parameters(student)
     return avg
+
+
+def run_scale(n_fit: int, batch_size: int, epochs: int, decay: float) -> dict:
+    """The teacher's horizon against the length of a run (one table row; chapters 5, 8 and 9).
+
+    Steps per epoch = ceil(n_fit / batch_size) (the engine keeps the last, smaller batch); the
+    horizon is 1 / (1 - decay) steps; after t steps the teacher still holds a weight decay^t of the
+    initial network.
+    """
+    if not 0 <= decay < 1:
+        raise ValueError(f"decay must be in [0, 1), got {decay}")
+    steps = math.ceil(n_fit / batch_size)
+    horizon = 1 / (1 - decay)
+    return {"fit windows": n_fit, "batch": batch_size, "EMA decay": decay, "steps/epoch": steps,
+            "epochs": epochs, "steps in the run": steps * epochs, "horizon (steps)": horizon,
+            "horizon (epochs)": horizon / steps,
+            "weight of the initial net in the final teacher": decay ** (steps * epochs)}

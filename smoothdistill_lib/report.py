@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from smoothdistill_lib.config import MODES, results_dir
+from smoothdistill_lib.ema import run_scale
 from smoothdistill_lib.runner import LAM_METHODS, METHODS, scan_records
 
 #: one row = one run x split x who x task; these identify the run's grid cell
@@ -590,21 +591,8 @@ def leakage_table(records: Records | dict[str, dict]) -> pd.DataFrame:
     return pd.concat([g[[c for c in d.columns if "(%)" in c]].mean(), g[text].first()], axis=1)
 
 
-def ema_scale(n_fit: int, batch_size: int, epochs: int, decay: float) -> dict:
-    """The EMA teacher's horizon against the length of a run: one row of :func:`ema_scale_table`.
-
-    Steps per epoch = ceil(n_fit / batch_size) (the engine keeps the last, smaller batch); the
-    horizon is 1 / (1 - decay) steps; after t steps the teacher still holds a weight decay^t of the
-    initial network.
-    """
-    if not 0 <= decay < 1:
-        raise ValueError(f"decay must be in [0, 1), got {decay}")
-    steps = math.ceil(n_fit / batch_size)
-    horizon = 1 / (1 - decay)
-    return {"fit windows": n_fit, "batch": batch_size, "EMA decay": decay, "steps/epoch": steps,
-            "epochs": epochs, "steps in the run": steps * epochs, "horizon (steps)": horizon,
-            "horizon (epochs)": horizon / steps,
-            "weight of the initial net in the final teacher": decay ** (steps * epochs)}
+# one row of ema_scale_table: the EMA's horizon against a run's length (defined with the EMA)
+ema_scale = run_scale
 
 
 def ema_scale_table(records: Records | dict[str, dict], method: str = "smooth_distill") -> pd.DataFrame:
