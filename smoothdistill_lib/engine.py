@@ -66,7 +66,9 @@ class TrainConfig:
     ``selection``: ``"mean"`` of both tasks' validation accuracy (the paper's text) or ``"task1"``
     (the authors' code). ``ema_buffers``/``ema_warmup``: see :class:`~smoothdistill_lib.ema.EMATeacher`.
     ``eval_teacher``: also validate/select/test the EMA teacher (smooth_distill; not timed).
-    ``deterministic``: deterministic algorithms on CPU (same seed -> identical numbers).
+    ``deterministic``: deterministic algorithms on CPU: the same seed and the same number of torch
+    threads give identical numbers (some CPU kernels, e.g. batch norm's, reduce in a thread-dependent
+    order, so 1 and 2 threads can differ in the last digits; run records store ``threads``).
     ``device``: ``None`` picks cuda > mps > cpu. ``bf16``: bf16 autocast on CUDA only.
     ``lam=0`` trains the student as plain multitask while the EMA teacher still tracks it: the
     "EMA weights only" ablation (its numbers are the ``teacher`` predictions).

@@ -82,7 +82,8 @@ def provenance(mode=None, data=None, device=None) -> dict:
     ``mode``: a mode name or ``config.ModeSettings`` (default: the current ``SMOOTHDISTILL_MODE``);
     ``data``: any JSON-able description of the data used (passed through); ``device``: the device
     the work ran on (default: the best available). Keys: ``commit``, ``dirty``, ``library``,
-    ``python``, ``torch``, ``numpy``, ``cuda``, ``device``, ``cpu_count``, ``platform``,
+    ``python``, ``torch``, ``numpy``, ``cuda``, ``device``, ``cpu_count``, ``threads`` (torch's intra-op
+    threads), ``platform``,
     ``timestamp`` (UTC, ISO 8601), ``mode``, ``data``.
     """
     from smoothdistill_lib.config import get_mode
@@ -102,6 +103,9 @@ def provenance(mode=None, data=None, device=None) -> dict:
         "cuda": torch.version.cuda,
         "device": device_description(device),
         "cpu_count": os.cpu_count(),
+        # CPU results are reproducible for a seed AND a thread count: some kernels (e.g. batch norm)
+        # reduce in a thread-dependent order
+        "threads": torch.get_num_threads(),
         "platform": platform.platform(terse=True),  # OS and release; no host name
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": mode,

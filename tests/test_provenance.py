@@ -9,6 +9,7 @@ import subprocess
 from datetime import datetime, timezone
 
 import pytest
+import torch
 
 import smoothdistill_lib
 from smoothdistill_lib import provenance as prov
@@ -18,9 +19,10 @@ from smoothdistill_lib.config import get_mode
 def test_provenance_keys_and_values(monkeypatch):
     monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
     p = prov.provenance(data={"dataset": "sleepsim", "windows": 120})
-    assert {"commit", "dirty", "library", "python", "torch", "numpy", "device", "cpu_count", "timestamp",
+    assert {"commit", "dirty", "library", "python", "torch", "numpy", "device", "cpu_count", "threads", "timestamp",
             "mode", "data"} <= set(p)
     assert p["mode"] == "quick" and p["data"] == {"dataset": "sleepsim", "windows": 120}
+    assert p["threads"] == torch.get_num_threads() >= 1
     assert p["library"] == smoothdistill_lib.__version__
     assert p["device"].startswith("cpu: ") or "cuda" not in p["device"].lower()
     t = datetime.fromisoformat(p["timestamp"])
