@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=MODES, default=None)
     r.add_argument("--device", default=None)
     r.add_argument("--limit", type=int, default=None, help="run at most this many pending runs, then stop")
+    r.add_argument("--methods", default=None,
+                   help="comma-separated: run only these methods' pending runs now (a grid in stages)")
     r.add_argument("--require-clean", action="store_true",
                    help="refuse to start when tracked files have uncommitted changes (for records to publish)")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -73,6 +74,8 @@ class TrainConfig:
     ``lam=0`` trains the student as plain multitask while the EMA teacher still tracks it: the
     "EMA weights only" ablation (its numbers are the ``teacher`` predictions).
     ``eval_batch_size`` only batches evaluation (results differ at most by float rounding).
+    ``min_steps``: train at least this many optimizer steps per stage; ``epochs`` is raised to
+    ``ceil(min_steps / batches per epoch)`` when it is too few (``fit`` returns the config it ran).
     """
 
     method: str = "smooth_distill"
@@ -99,11 +102,18 @@ class TrainConfig:
     eval_teacher: bool = True
     deterministic: bool = True
     eval_batch_size: int = 1024
+    min_steps: int | None = None
 
     def __post_init__(self) -> None:
         get_method(self.method)  # raises a clear error naming the choices
+        for name in ("lr", "alpha", "lam", "temperature", "ema_decay", "sdd_dropout", "sdd_temperature",
+                     "sdd_weight", "ba_temperature", "ba_lam"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"TrainConfig.{name} must be a finite number, got {v!r}")
         checks = [
-            ("epochs", isinstance(self.epochs, int) and self.epochs >= 1, "a positive int"),
+            ("epochs", isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs >= 1,
+             "a positive int"),
             ("batch_size", isinstance(self.batch_size, int) and self.batch_size >= 1, "a positive int"),
             ("eval_batch_size", isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1,
              "a positive int"),
@@ -120,6 +130,9 @@ class TrainConfig:
             ("selection", self.selection in SELECTIONS, f"one of {SELECTIONS}"),
             ("ema_buffers", self.ema_buffers in BUFFER_POLICIES, f"one of {BUFFER_POLICIES}"),
             ("model_options", isinstance(self.model_options, dict), "a dict"),
+            ("min_steps", self.min_steps is None or (isinstance(self.min_steps, int)
+                                                     and not isinstance(self.min_steps, bool)
+                                                     and self.min_steps >= 1), "None or a positive int"),
         ]  # fmt: skip
         for name, ok, want in checks:
             if not ok:
@@ -218,6 +231,10 @@ def _tensors(data, device: torch.device, n_classes):
     y2 = torch.as_tensor(_to_numpy(y2).astype(np.int64))
     if X.dim() != 4 or X.shape[1] != 1 or X.shape[2] != 3:
         raise ValueError(f"fit: X must be (N, 1, 3, L) windows, got shape {tuple(X.shape)}")
+    if not bool(torch.isfinite(X).all()):
+        bad = int((~torch.isfinite(X)).any(dim=tuple(range(1, X.dim()))).sum())
+        raise ValueError(f"fit: {bad} window(s) of X hold non-finite values (inf/NaN) as float32; check the "
+                         "data (a value beyond float32's range, about 3.4e38, becomes inf)")
     if not (len(y1) == len(y2) == len(X)):
         raise ValueError(f"fit: X, y1, y2 lengths differ: {len(X)}, {len(y1)}, {len(y2)}")
     if n_classes is None:
@@ -512,6 +529,12 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
         _set_mode(models, False)
         val = _eval_sums(forward, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16)
         tr, va = dict(zip(_SUMS, sums.tolist())), val.tolist()  # the one host read of the epoch
+        if not math.isfinite(tr["loss"]):
+            raise FloatingPointError(
+                f"{cfg.method} (model {cfg.model}, seed {cfg.seed}) stage {stage} epoch {epoch}: the training "
+                f"loss became {tr['loss']} (non-finite); likely causes: non-finite or huge input values "
+                f"(check the data), a learning rate too high (lr={cfg.lr:g}), or extreme loss weights "
+                f"(lam={cfg.lam:g})")
         acc1, acc2 = 100.0 * va[2] / nv, 100.0 * va[3] / nv
         if method.single_task:  # two independent nets: each is selected on its own task
             bests["task1"].offer(acc1, epoch, models["task1"])
@@ -597,6 +620,17 @@ def _select(st: _Stage, stage1: _Stage | None):
     return state_dicts, best_epochs, forwards
 
 
+def with_min_steps(cfg: TrainConfig, n_fit: int) -> TrainConfig:
+    """``cfg`` with ``epochs`` raised so that a stage takes at least ``cfg.min_steps`` optimizer steps
+    on ``n_fit`` training windows (unchanged when ``min_steps`` is None or already met)."""
+    if cfg.min_steps is None:
+        return cfg
+    # the fewer batches of the two rules in _batch_bounds (a lone last window may be merged)
+    per_epoch = len(_batch_bounds(n_fit, cfg.batch_size, batchnorm=True))
+    need = math.ceil(cfg.min_steps / max(per_epoch, 1))
+    return dataclasses.replace(cfg, epochs=max(cfg.epochs, need))
+
+
 def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = True, *,
         build: Callable[[tuple[int, ...]], nn.Module] | None = None,
         n_classes: tuple[int, int] | None = None) -> FitResult:  # fmt: skip
@@ -611,12 +645,12 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"fit: config must be a TrainConfig, got {type(config).__name__}")
-    cfg = config
-    method = get_method(cfg.method)
-    device = resolve_device(cfg.device)
+    method = get_method(config.method)
+    device = resolve_device(config.device)
     X, y1, y2, n_classes = _tensors(data, device, n_classes)
     n = len(X)
     fit_np = _indices(fit_idx, "fit_idx", n)
+    cfg = with_min_steps(config, len(fit_np))
     val_np = _indices(val_idx, "val_idx", n)
     test_np = _indices(test_idx, "test_idx", n, allow_empty=True)
     for a, b, na, nb in ((fit_np, val_np, "fit_idx", "val_idx"), (fit_np, test_np, "fit_idx", "test_idx"),
@@ -702,13 +736,16 @@ def cli_train(args) -> int:
         raise ValueError(f"--fold {args.fold} is out of range: the split has {len(split.folds)} folds")
     fit_idx, val_idx = split.folds[args.fold]
     kw = {"method": args.method, "model": args.model, "seed": args.seed, "device": args.device,
-          "epochs": args.epochs or mode.epochs, "batch_size": mode.batch_size,
-          "ema_decay": mode.ema_decay}  # fmt: skip
+          "epochs": mode.epochs if args.epochs is None else args.epochs, "batch_size": mode.batch_size,
+          "ema_decay": mode.ema_decay,
+          # the mode's minimum number of steps applies unless the epochs are given explicitly
+          "min_steps": mode.min_steps if args.epochs is None else None}  # fmt: skip
     if args.lam is not None:
         kw["lam"] = args.lam
         kw["ba_lam"] = args.lam
     cfg = TrainConfig(**kw)
     result = fit(windows, fit_idx, val_idx, split.test, cfg, progress=True)
+    cfg = result.config  # the epochs it ran (min_steps may raise them)
     p = result.predictions[("test", "student")]
     pv = result.predictions[("val", "student")]
     c1, c2 = result.n_classes

@@ -111,3 +111,33 @@ def provenance(mode=None, data=None, device=None) -> dict:
         "mode": mode,
         "data": data,
     }
+
+
+def numeric_environment(device=None) -> dict:
+    """What changes a run's numbers in the last digits besides its spec: torch's version, the kind of
+    device, and on a CPU torch's thread count (some CPU kernels reduce in a thread-dependent order).
+    Run records store these in their provenance; the runner refuses to add runs to a grid whose
+    records were made in a different environment (see :func:`environment_conflicts`)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    env = {"torch": torch.__version__, "device": dev.type}
+    if dev.type == "cpu":
+        env["threads"] = torch.get_num_threads()
+    return env
+
+
+def environment_conflicts(records, env: dict) -> dict[str, set]:
+    """Which entries of ``env`` (see :func:`numeric_environment`) differ from the provenance of
+    ``records``: key -> the set of values found in the records. A record without a key (older
+    records have no ``threads``) does not conflict on it."""
+    out: dict[str, set] = {}
+    for rec in records:
+        prov = rec.get("provenance") or {}
+        found = {"torch": prov.get("torch"), "threads": prov.get("threads"),
+                 # the record's device is a description such as "cpu: AMD EPYC" or a GPU's name
+                 "device": None if not prov.get("device") else
+                 ("cpu" if str(prov["device"]).startswith("cpu") else "cuda" if prov.get("cuda") else None)}
+        for key, want in env.items():
+            got = found.get(key)
+            if got is not None and got != want:
+                out.setdefault(key, set()).add(got)
+    return out

@@ -53,6 +53,8 @@ FAITHFUL_MODELS = ("mtlnet",)
 #: keys every record must hold; a file without them is treated as corrupt and rerun
 RECORD_KEYS = ("schema", "run_id", "spec", "config", "data", "best_epoch", "evaluation", "history",
                "compute", "provenance")
+#: TrainConfig fields added after records existed, with their "off" value (left out of run ids)
+TRAIN_ADDED_LATER = {"min_steps": None}
 STALE_TEMP_SECONDS = 3600  # leftover temp files older than this are removed
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -217,9 +219,12 @@ class RunSpec:
     version: str
 
     def identity(self) -> dict:
-        """What the run_id hashes: everything but the experiment's name."""
+        """What the run_id hashes: everything but the experiment's name. Training options added
+        after records existed are left out while they are off, so older run ids stay valid."""
         d = dataclasses.asdict(self)
         d.pop("experiment")
+        d["train"] = {k: v for k, v in d["train"].items()
+                      if not (k in TRAIN_ADDED_LATER and v == TRAIN_ADDED_LATER[k])}
         return d
 
     @property
@@ -279,7 +284,7 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
                                 for lam in (experiment.lams if method in LAM_METHODS else [None]):
                                     train = _resolve_train(method=method, model=model, epochs=epochs,
                                                            seed=seed, lam=lam, batch_size=ms.batch_size,
-                                                           ema_decay=ms.ema_decay,
+                                                           ema_decay=ms.ema_decay, min_steps=ms.min_steps,
                                                            options=experiment.train_options)
                                     spec = RunSpec(
                                         experiment=experiment.name, dataset=dataset, protocol=protocol,
@@ -303,12 +308,12 @@ def _train_config_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)}
 
 
-def _resolve_train(*, method, model, epochs, seed, lam, batch_size, ema_decay, options) -> dict:
+def _resolve_train(*, method, model, epochs, seed, lam, batch_size, ema_decay, options, min_steps=None) -> dict:
     """The full TrainConfig as a JSON-able dict (device left out: it does not change the run).
     Sizes come from the grid's mode (not ``$SMOOTHDISTILL_MODE``); the config's options may override."""
     from smoothdistill_lib.engine import TrainConfig
 
-    kw = {"batch_size": batch_size, "ema_decay": ema_decay, **options, "method": method, "model": model,
+    kw = {"batch_size": batch_size, "ema_decay": ema_decay, "min_steps": min_steps, **options, "method": method, "model": model,
           "epochs": int(epochs), "seed": int(seed)}
     if lam is not None:
         kw["lam"] = float(lam)
@@ -477,7 +482,8 @@ def experiment_lock(folder: Path, name: str):
 
 def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
-                   progress: bool = True, mode: str | None = None, require_clean: bool = False) -> RunSummary:
+                   progress: bool = True, mode: str | None = None, require_clean: bool = False,
+                   methods: list[str] | None = None) -> RunSummary:
     """Run the pending runs of ``experiment`` (an :class:`Experiment` or a config path).
 
     ``results_root`` defaults to :func:`config.results_dir`; records go to
@@ -487,6 +493,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     carries it as ``provenance["grid"]``: the code that made a grid is named once, even if the
     checkout changes while it runs. ``require_clean`` refuses to start when tracked files differ
     from that commit (records made so name code that no commit holds; otherwise a warning).
+    ``methods`` runs only the pending runs of these methods now (a long grid in stages: the rest
+    stays pending, never stale).
     """
     from datetime import datetime, timezone
 
@@ -500,6 +508,11 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
         raise ValueError(f"limit must be >= 0, got {limit}")
     specs = expand(experiment, mode)
     ms = resolve_mode(experiment, mode)
+    if methods is not None:
+        unknown = [m for m in methods if m not in experiment.methods]
+        if unknown or not methods:
+            raise ValueError(f"--methods: {unknown[0] if unknown else 'nothing'!r} is not a method of experiment "
+                             f"{experiment.name} ({', '.join(experiment.methods)})")
     folder = Path(results_root or results_dir()) / experiment.name
     runs_dir = folder / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -519,12 +532,27 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                 summary.stale.append(run_id)
             else:
                 summary.other_modes[rec_mode] = summary.other_modes.get(rec_mode, 0) + 1
-        pending = [s for s in specs if s.run_id not in scan.valid]
-        summary.done_before = len(specs) - len(pending)
+        pending = [s for s in specs if s.run_id not in scan.valid and (methods is None or s.method in methods)]
+        summary.done_before = sum(s.run_id in scan.valid for s in specs)
         for line in summary.lines()[2:]:
             print(line, file=sys.stderr)
         todo = pending if limit is None else pending[:limit]
-        summary.pending = len(pending) - len(todo)
+        summary.pending = len(specs) - summary.done_before - len(todo)
+        if todo:  # one grid, one numeric environment: refuse to mix (docs: README, "Run identity")
+            from smoothdistill_lib.engine import resolve_device
+            from smoothdistill_lib.provenance import environment_conflicts, numeric_environment
+
+            env = numeric_environment(resolve_device(device))
+            done = [scan.valid[s.run_id] for s in specs if s.run_id in scan.valid]
+            conflicts = environment_conflicts(done, env)
+            if conflicts:
+                what = "; ".join(f"{k} {', '.join(map(str, sorted(v, key=str)))} in the records, {env[k]} here"
+                                 for k, v in sorted(conflicts.items()))
+                raise RuntimeError(
+                    f"experiment {experiment.name} [{ms.name}]: {len(done)} finished run(s) in {runs_dir} were "
+                    f"made in another numeric environment ({what}); adding runs would mix numbers that differ "
+                    "in the last digits. Match it (e.g. OMP_NUM_THREADS=1), or use another results folder "
+                    "(SMOOTHDISTILL_RESULTS)")
         commit, dirty = git_commit()
         if todo and dirty:
             why = (f"the checkout has uncommitted changes to tracked files (commit {commit}): records would name "
@@ -571,8 +599,9 @@ def missing_datasets(experiment: Experiment | str | os.PathLike) -> dict[str, st
 def cli_run(args) -> int:
     """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N] [--require-clean]``."""
     exp = load_experiment(args.config)
+    methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
     summary = run_experiment(exp, device=args.device, limit=args.limit, mode=args.mode,
-                             require_clean=getattr(args, "require_clean", False))
+                             require_clean=getattr(args, "require_clean", False), methods=methods)
     print("\n".join(summary.lines()))
     return 0
 

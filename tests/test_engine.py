@@ -291,3 +291,57 @@ def test_lone_last_window_is_merged_only_for_batchnorm_nets(tiny_net):
     res = fit(data, np.arange(33), np.arange(33, 45), None, TrainConfig(method="smooth_distill", epochs=1,
               batch_size=16), progress=False, build=BNNet)  # fmt: skip
     assert len(res.history) == 1 and ("test", "student") not in res.predictions
+
+
+# ------------------------------------------------------------------ long runs, lambda 0, non-finite
+
+
+def test_lambda0_student_is_multitask(sleepsim_quick):
+    """Smooth-Distill with lambda = 0 trains its student with the multitask loss and the same random
+    stream: the two students are bit-identical, so a lambda-0 record serves as the multitask run
+    (configs/long.yaml relies on this)."""
+    torch.set_num_threads(1)
+    w, split = sleepsim_quick.windows, sleepsim_quick.split
+    fit_idx, val_idx = split.folds[0]
+    res = {m: fit(w, fit_idx, val_idx, split.test,
+                  TrainConfig(method=m, lam=0.0, epochs=2, seed=3, ema_decay=0.9), progress=False)
+           for m in ("multitask", "smooth_distill")}  # fmt: skip
+    a, b = res["multitask"].state_dicts["student"], res["smooth_distill"].state_dicts["student"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    pa, pb = res["multitask"].predictions[("test", "student")], res["smooth_distill"].predictions[("test", "student")]
+    assert np.array_equal(pa["y1_prob"], pb["y1_prob"])
+    # ... while lambda > 0 changes the student
+    c = fit(w, fit_idx, val_idx, split.test, TrainConfig(method="smooth_distill", lam=0.5, epochs=2, seed=3,
+                                                          ema_decay=0.9), progress=False).state_dicts["student"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_min_steps_raises_the_epochs_to_reach_that_many_steps(tiny_fit):
+    data = _synthetic(300)
+    idx = np.arange(300)
+    # 200 fit windows at batch 32 = 7 steps per epoch: 50 steps need ceil(50 / 7) = 8 epochs
+    res = tiny_fit(data, idx[:200], idx[200:250], idx[250:], epochs=2, min_steps=50)
+    assert res.config.epochs == 8 and len(res.history) == 8 and res.config.min_steps == 50
+    assert tiny_fit(data, idx[:200], idx[200:250], None, epochs=3, min_steps=5).config.epochs == 3
+    assert engine.with_min_steps(TrainConfig(epochs=1, min_steps=None), 10).epochs == 1
+    with pytest.raises(ValueError, match="min_steps"):
+        TrainConfig(min_steps=0)
+
+
+@pytest.mark.parametrize("name", ["lr", "lam", "temperature", "ba_lam", "alpha"])
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_non_finite_options_are_refused_by_name(name, value):
+    with pytest.raises(ValueError, match=f"TrainConfig.{name} must be a finite number"):
+        TrainConfig(**{name: value})
+
+
+def test_non_finite_inputs_and_losses_stop_the_run_with_a_reason(tiny_fit):
+    data = _synthetic(120)
+    idx = np.arange(120)
+    X = data[0].astype(np.float64)
+    X[7, 0, 1, 3] = 1e39  # finite in float64, inf once cast to float32
+    with pytest.raises(ValueError, match="1 window.*non-finite.*float32"):
+        tiny_fit((X, data[1], data[2]), idx[:80], idx[80:100], idx[100:])
+    # a learning rate that blows the weights up: the loss becomes non-finite and the run stops
+    with pytest.raises(FloatingPointError, match="multitask.*epoch \\d+.*non-finite.*lr=1e\\+30"):
+        tiny_fit(data, idx[:80], idx[80:100], idx[100:], lr=1e30, epochs=5)

@@ -122,7 +122,7 @@ def test_timings_round_trip_and_table(tmp_path):
     data = json.loads(path.read_text())
     assert data["01_x"]["cpu"]["quick"] == {"seconds": 12.3, "device_name": "cpu: test"}
     t = nb.time_table("01_x", path=path)
-    assert list(t.index) == ["quick", "demo", "full"] and list(t.columns) == ["CPU", "GPU"]
+    assert list(t.index) == ["quick", "demo", "long", "full"] and list(t.columns) == ["CPU", "GPU"]
     assert t.loc["quick", "CPU"] == "12 s" and t.loc["demo", "CPU"] == "3.3 min"
     assert t.loc["full", "CPU"] == nb.NOT_MEASURED and (t["GPU"] == nb.NOT_MEASURED).all()
     assert (nb.time_table("never_run", path=path) == nb.NOT_MEASURED).all().all()

@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -465,3 +466,71 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
     assert set(got) == set(ref) == {s.run_id for s in runner.expand(runner.Experiment.from_dict(E2E), "quick")}
     for run_id, rec in got.items():  # resuming changes no number (CPU training is deterministic)
         assert rec["evaluation"] == ref[run_id]["evaluation"], rec["spec"]["method"]
+
+
+# ----------------------------------------------------------------------------- run identity
+@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu"])
+def test_recorded_grids_keep_their_run_ids(name):
+    """Options added to the engine or the modes later (e.g. ``min_steps``) are left out of run ids
+    while off: every committed record is still part of its config's grid, so nothing is stale."""
+    folder = ROOT / "results" / name / "runs"
+    recs = [runner.read_record(p) for p in sorted(folder.glob("*.json"))]
+    assert recs, f"no records in {folder}"
+    modes = {r["spec"]["mode"] for r in recs}
+    grid = {s.run_id for m in modes for s in runner.expand(runner.load_experiment(ROOT / "configs" / f"{name}.yaml"), m)}
+    assert {r["run_id"] for r in recs} <= grid
+
+
+def _env_run(torch_version: str, threads: int = 1):
+    def run(spec, device=None):
+        body = fake_run(spec, device)
+        body["provenance"] = {"torch": torch_version, "device": "cpu: test", "threads": threads}
+        return body
+
+    return run
+
+
+def test_a_grid_is_never_extended_in_another_numeric_environment(tmp_path, monkeypatch):
+    """Records made with another torch version or thread count differ in the last digits: the runner
+    refuses to add runs to such a grid (naming what differs) instead of mixing them."""
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    here = torch.__version__
+    runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run("1.0.0"), progress=False, limit=2)
+    with pytest.raises(RuntimeError, match=re.escape(f"torch 1.0.0 in the records, {here} here")):
+        runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run(here), progress=False)
+    assert len(record_files(tmp_path / "t")) == 2
+    # same torch, another thread count
+    runner.run_experiment(small(), results_root=tmp_path / "b", run_fn=_env_run(here, threads=2),
+                          progress=False, limit=1)  # fmt: skip
+    with pytest.raises(RuntimeError, match="threads 2 in the records, 1 here.*OMP_NUM_THREADS"):
+        runner.run_experiment(small(), results_root=tmp_path / "b", run_fn=_env_run(here), progress=False)
+    # the same environment resumes; a finished grid is never refused (nothing to add)
+    runner.run_experiment(small(), results_root=tmp_path / "c", run_fn=_env_run(here), progress=False, limit=1)
+    s = runner.run_experiment(small(), results_root=tmp_path / "c", run_fn=_env_run(here), progress=False)
+    assert len(s.ran) == 3
+    s = runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run(here), progress=False, limit=0)
+    assert s.ran == [] and s.pending == 2
+
+
+def test_methods_runs_a_grid_in_stages(tmp_path, capsys):
+    s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False,
+                              methods=["smooth_distill"])  # fmt: skip
+    assert len(s.ran) == 2 and s.pending == 2 and s.stale == []
+    recs = [runner.read_record(p) for p in record_files(tmp_path / "t")]
+    assert {r["spec"]["method"] for r in recs} == {"smooth_distill"}
+    s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert len(s.ran) == 2 and s.done_before == 2 and s.pending == 0
+    with pytest.raises(ValueError, match="'born_again' is not a method of experiment t"):
+        runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, methods=["born_again"])
+
+
+def test_long_mode_is_the_papers_decay_with_ten_thousand_steps():
+    exp = runner.load_experiment(ROOT / "configs" / "long.yaml")
+    specs = runner.expand(exp)
+    assert {s.mode for s in specs} == {"long"} and {s.train["ema_decay"] for s in specs} == {0.999}
+    assert {s.train["min_steps"] for s in specs} == {10_000} and {s.fold for s in specs} == {0}
+    assert {s.seed for s in specs} == {0, 1, 2} and get_mode("long").max_windows is None
+    sd = [s for s in specs if s.method == "smooth_distill"]
+    assert len(sd) == 2 * 2 * 2 * 3 and {s.lam for s in sd} == {0.5, 0.0}
