@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smoothdistill_lib.compute import interleaved_step_times  # noqa: E402
+from smoothdistill_lib.compute import interleaved_step_times, synchronize  # noqa: E402
 from smoothdistill_lib.ema import EMATeacher, averaged_model_reference  # noqa: E402
 from smoothdistill_lib.engine import (  # noqa: E402
     TrainConfig,
@@ -45,11 +45,6 @@ from smoothdistill_lib.methods import METHODS  # noqa: E402
 from smoothdistill_lib.models import build_model  # noqa: E402
 
 N_CLASSES = (12, 3)  # Sleep's (posture, placement)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _data(n: int, device: torch.device, seed: int = 0):
@@ -80,7 +75,7 @@ def bench_steps(device: torch.device, rounds: int, steps: int) -> dict:
         runners[name] = lambda m=model, o=opt, t=teacher, s=step, b=batch: s({"student": m}, o, t, next(b), cfg)
     table = interleaved_step_times(runners, rounds=rounds, steps_per_round=len(batches), device=device)
     return {(k, c): table.loc[k, col] / 1000 for k in runners
-            for c, col in (("wall", "wall ms per step"), ("cpu", "process CPU ms per step"))}  # fmt: skip
+            for c, col in (("wall", "wall ms per step"), ("cpu", "process CPU ms per step"))}
 
 
 # ----------------------------------------------------------------------------- 2. authors' loop
@@ -119,7 +114,7 @@ def authors_loop(X, y1, y2, fit_idx, val_idx, epochs: int, device: torch.device,
     val_loader = DataLoader(val_ds, batch_size=64, shuffle=False)
     alpha, lam, temp = 0.5, 0.5, 3.0
     best, best_wts = 0.0, None
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(epochs):
         model.train()
@@ -153,7 +148,7 @@ def authors_loop(X, y1, y2, fit_idx, val_idx, epochs: int, device: torch.device,
                 v2 += (o2.argmax(1) == targets2).sum().item()
         if 100 * v1 / vt > best:
             best, best_wts = 100 * v1 / vt, copy.deepcopy(model.state_dict())
-    _sync(device)
+    synchronize(device)
     del best_wts
     return time.perf_counter() - t0
 
@@ -163,7 +158,7 @@ def bench_loops(device: torch.device, n: int, epochs: int, repeats: int) -> dict
     perm = np.random.default_rng(0).permutation(n)
     fit_idx, val_idx = perm[: int(0.8 * n)], perm[int(0.8 * n) :]
     cfg = TrainConfig(method="smooth_distill", model="mtlnet", epochs=epochs, eval_teacher=False, device=str(device),
-                      selection="task1")  # fmt: skip
+                      selection="task1")
     data = (X.cpu().numpy(), y1.cpu().numpy(), y2.cpu().numpy())
     fi, vi = torch.as_tensor(fit_idx, device=device), torch.as_tensor(val_idx, device=device)
     times = {(k, c): [] for k in ("engine", "authors") for c in ("wall", "cpu")}
@@ -190,16 +185,16 @@ def bench_ema(device: torch.device, reps: int) -> dict:
     ours, ref, theirs = EMATeacher(student), averaged_model_reference(student), copy.deepcopy(student)
     fns = {"EMATeacher (_foreach_lerp_)": ours.update,
            "AveragedModel + get_ema_multi_avg_fn": lambda: ref.update_parameters(student),
-           "authors' per-parameter loop": lambda: _authors_ema(student, theirs, 0.999)}  # fmt: skip
+           "authors' per-parameter loop": lambda: _authors_ema(student, theirs, 0.999)}
     out = {}
     for name, fn in fns.items():
         for _ in range(10):
             fn()
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for _ in range(reps):
             fn()
-        _sync(device)
+        synchronize(device)
         out[name] = (time.perf_counter() - t0) / reps
     return out
 
@@ -230,7 +225,7 @@ def main(argv=None) -> int:
         print(f"   {k:<16} {1000 * steps[(k, 'wall')]:9.2f} {1000 * steps[(k, 'cpu')]:9.2f}")
     target1 = 1.35 if cpu else 1.05
     print(f"   smooth_distill / multitask = {step_ratio['wall']:.3f} wall, {step_ratio['cpu']:.3f} cpu   "
-          f"(target <= {target1}) {'OK' if step_ratio['wall'] <= target1 else 'MISSED'}", flush=True)  # fmt: skip
+          f"(target <= {target1}) {'OK' if step_ratio['wall'] <= target1 else 'MISSED'}", flush=True)
 
     loops = bench_loops(device, args.windows, args.epochs, args.repeats)
     speedup = {c: loops[("authors", c)] / loops[("engine", c)] for c in ("wall", "cpu")}
@@ -242,7 +237,7 @@ def main(argv=None) -> int:
         print(f"   {k:<16} {loops[(k, 'wall')]:9.2f} {loops[(k, 'cpu')]:9.2f}")
     target2 = 1.2 if cpu else 5.0
     print(f"   authors' loop / engine = {speedup['wall']:.2f}x wall, {speedup['cpu']:.2f}x cpu   "
-          f"(target >= {target2}x) {'OK' if speedup['wall'] >= target2 else 'MISSED'}", flush=True)  # fmt: skip
+          f"(target >= {target2}x) {'OK' if speedup['wall'] >= target2 else 'MISSED'}", flush=True)
 
     ema = bench_ema(device, 200)
     print("\n3. one EMA update of MTL-net (1.8 M parameters)")
@@ -255,7 +250,7 @@ def main(argv=None) -> int:
             "step_seconds": {f"{k}/{c}": v for (k, c), v in steps.items()}, "step_ratio": step_ratio,
             "loop_seconds": {f"{k}/{c}": v for (k, c), v in loops.items()}, "loop_speedup": speedup,
             "ema_seconds": ema,
-        }, indent=1))  # fmt: skip
+        }, indent=1))
     return 0
 
 

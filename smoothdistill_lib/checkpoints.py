@@ -17,14 +17,12 @@ numbers of a run back from its metadata, the same whether it was trained or load
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import hashlib
 import json
 import math
 import os
+import pickle
 import platform
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,7 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+
+from smoothdistill_lib import __version__, engine
+from smoothdistill_lib.engine import TrainConfig, predict
+from smoothdistill_lib.errors import CheckpointError
+from smoothdistill_lib.fileio import atomic_write, json_hash, jsonable, sha256_file
+from smoothdistill_lib.metrics import classification_metrics
+from smoothdistill_lib.models import build_model
+from smoothdistill_lib.splits import Standardizer
+from smoothdistill_lib.windows import Windows, make_windows, to_layout
 
 
 def _base(path: str | os.PathLike) -> Path:
@@ -41,59 +49,14 @@ def _base(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix in (".pt", ".json") else p
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON values: numpy -> Python, tuples -> lists, NaN/inf -> None, dataclasses -> dicts."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
 def config_hash(config) -> str:
     """16-hex sha256 of the config's canonical JSON (a ``TrainConfig`` or a dict)."""
-    text = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_hash(config, 16)
 
 
 def versions() -> dict[str, str]:
-    import smoothdistill_lib
-
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "smoothdistill_lib": smoothdistill_lib.__version__}  # fmt: skip
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            "smoothdistill_lib": __version__}
 
 
 def _check_state_dicts(state_dicts) -> dict[str, dict[str, torch.Tensor]]:
@@ -112,11 +75,11 @@ def save(path: str | os.PathLike, state_dicts: Mapping, metadata: Mapping | None
     base = _base(path)
     sds = _check_state_dicts(state_dicts)
     pt, js = base.with_name(base.name + ".pt"), base.with_name(base.name + ".json")
-    _atomic_write(pt, lambda f: torch.save(sds, f), "wb")
-    meta = dict(_jsonable(dict(metadata or {})))
-    meta.update({"weights_file": pt.name, "weights_sha256": _sha256(pt), "versions": versions(),
-                 "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})  # fmt: skip
-    _atomic_write(js, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True) + "\n"), "w")
+    atomic_write(pt, lambda f: torch.save(sds, f), binary=True)
+    meta = dict(jsonable(dict(metadata or {})))
+    meta.update({"weights_file": pt.name, "weights_sha256": sha256_file(pt), "versions": versions(),
+                 "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    atomic_write(js, lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True) + "\n"))
     return base
 
 
@@ -130,13 +93,20 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> t
     try:
         meta = json.loads(js.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint metadata {js} is not valid JSON (line {e.lineno}): delete it and retrain"
         ) from e
-    if meta.get("weights_sha256") and meta["weights_sha256"] != _sha256(pt):
-        raise ValueError(f"checkpoint {pt} does not match the sha256 recorded in {js} (interrupted save?): "
-                         "delete both files and retrain")  # fmt: skip
-    state_dicts = torch.load(pt, map_location=map_location, weights_only=True)
+    if meta.get("weights_sha256") and meta["weights_sha256"] != sha256_file(pt):
+        raise CheckpointError(f"checkpoint {pt} does not match the sha256 recorded in {js} (interrupted save?): "
+                              "delete both files and retrain")
+    try:
+        state_dicts = torch.load(pt, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        # weights_only=True refuses pickled objects other than tensors and plain containers
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {pt} cannot be loaded with weights_only=True (it holds more than "
+                              f"tensors, or is damaged): {first}. Only load files you trust; retrain to "
+                              "replace it") from None
     return state_dicts, meta
 
 
@@ -147,12 +117,15 @@ def exists(path: str | os.PathLike) -> bool:
 
 @dataclass
 class Checkpoint:
-    """What :func:`train_or_load` returns. ``result`` is the ``FitResult`` when it trained, else None."""
+    """What :func:`train_or_load` returns: its weights and metadata, whether it was loaded, its
+    ``path`` (the base of the ``.pt`` + ``.json`` pair; :func:`load_predictor` takes it), and the
+    ``FitResult`` when it trained now (else None)."""
 
     state_dicts: dict
     metadata: dict
     loaded: bool
     result: Any = None
+    path: Path | None = None
 
 
 def fit_metadata(result) -> dict:
@@ -167,11 +140,11 @@ def fit_metadata(result) -> dict:
         "train_seconds": result.train_seconds, "stage_seconds": result.stage_seconds,
         "n_params": result.n_params, "n_classes": list(result.n_classes), "device": result.device,
         "metrics": metrics, "history": result.history.to_dict(orient="records"),
-    }  # fmt: skip
+    }
 
 
 def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config, *,
-                  metadata: Mapping | None = None) -> Checkpoint:  # fmt: skip
+                  metadata: Mapping | None = None) -> Checkpoint:
     """Load ``path`` if its config hash equals ``config_hash(config)``; else ``train_fn()`` and save.
 
     ``train_fn()`` returns an ``engine.FitResult`` (saved with :func:`fit_metadata`) or a
@@ -182,7 +155,7 @@ def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config, 
     if exists(path):
         state_dicts, meta = load(path)
         if meta.get("config_hash") == want:
-            return Checkpoint(state_dicts, meta, loaded=True)
+            return Checkpoint(state_dicts, meta, loaded=True, path=_base(path))
     out = train_fn()
     if hasattr(out, "state_dicts") and hasattr(out, "history"):
         state_dicts, meta, result = out.state_dicts, fit_metadata(out), out
@@ -193,7 +166,7 @@ def train_or_load(path: str | os.PathLike, train_fn: Callable[[], Any], config, 
     meta = {"config": config, **dict(meta), **dict(metadata or {}), "config_hash": want}
     save(path, state_dicts, meta)
     _, saved_meta = load(path)
-    return Checkpoint(_check_state_dicts(state_dicts), saved_meta, loaded=False, result=result)
+    return Checkpoint(_check_state_dicts(state_dicts), saved_meta, loaded=False, result=result, path=_base(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +194,7 @@ def data_fingerprint(data, *indices) -> str:
     """
     h = hashlib.sha256()
     parts = list(_arrays(data).items()) + [(f"idx{k}", np.asarray([] if a is None else a, dtype=np.int64))
-                                          for k, a in enumerate(indices)]  # fmt: skip
+                                          for k, a in enumerate(indices)]
     for name, a in parts:
         a = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
         h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
@@ -231,7 +204,7 @@ def data_fingerprint(data, *indices) -> str:
 
 def fit_or_load(directory: str | os.PathLike, data, fit_idx, val_idx, test_idx, config, *,
                 data_options: Mapping | None = None, name: str | None = None, progress: bool = True,
-                **fit_kwargs) -> Checkpoint:  # fmt: skip
+                **fit_kwargs) -> Checkpoint:
     """``engine.fit(data, fit_idx, val_idx, test_idx, config)``, or load the checkpoint of an identical run.
 
     The checkpoint ``<directory>/<name>_<hash>`` (``name`` defaults to ``config.method``) is keyed
@@ -240,10 +213,10 @@ def fit_or_load(directory: str | os.PathLike, data, fit_idx, val_idx, test_idx, 
     sets, and the name of a custom ``build`` in ``fit_kwargs``. So a changed mode, dataset, fold,
     decay or any other hyperparameter trains anew and never loads a stale run. Weights are saved
     atomically and loaded with ``weights_only=True`` (:func:`save`, :func:`load`); the metadata
-    also holds ``n_fit``, ``n_val``, ``n_test`` and ``data_options`` (for :func:`summary`).
+    also holds ``n_fit``, ``n_val``, ``n_test`` and ``data_options`` (for :func:`summary`), and
+    ``inputs`` (:func:`input_spec`: window options, layout, channels, class names and the fitted
+    standardiser of a ``Prepared``), so that :func:`load_predictor` can score new recordings.
     """
-    from smoothdistill_lib.engine import TrainConfig, fit  # engine imports checkpoints' neighbours
-
     if not isinstance(config, TrainConfig):
         raise ValueError(f"fit_or_load: config must be an engine.TrainConfig, got {type(config).__name__}")
     if data_options is None:
@@ -258,8 +231,9 @@ def fit_or_load(directory: str | os.PathLike, data, fit_idx, val_idx, test_idx, 
     }
     sizes = {"n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": 0 if test_idx is None else len(test_idx)}
     path = Path(directory) / f"{name or config.method}_{config_hash(key)}"
-    return train_or_load(path, lambda: fit(data, fit_idx, val_idx, test_idx, config, progress=progress, **fit_kwargs),
-                         key, metadata={**sizes, "data_options": dict(data_options)})  # fmt: skip
+    return train_or_load(path, lambda: engine.fit(data, fit_idx, val_idx, test_idx, config, progress=progress, **fit_kwargs),
+                         key, metadata={**sizes, "data_options": dict(data_options), "inputs": input_spec(data),
+                                   "build": key["build"]})
 
 
 def summary(checkpoint: Checkpoint) -> dict:
@@ -270,8 +244,6 @@ def summary(checkpoint: Checkpoint) -> dict:
     cost that the first run in a process pays); ``s per epoch`` and ``ms per step`` are the last
     stage's median (born_again: the student; they include the per-epoch validation).
     """
-    import pandas as pd
-
     meta = checkpoint.metadata
     missing = [k for k in ("history", "config", "stage_seconds", "metrics", "n_fit") if k not in meta]
     if missing:
@@ -295,7 +267,7 @@ def summary(checkpoint: Checkpoint) -> dict:
            for split in ("val", "test") for k in (1, 2)},
         "device": meta["device"],
         "loaded": checkpoint.loaded,
-    }  # fmt: skip
+    }
 
 
 def describe(name: str, checkpoint: Checkpoint) -> str:
@@ -307,4 +279,99 @@ def describe(name: str, checkpoint: Checkpoint) -> str:
             f"{r['train time (s)']:.1f} s ({r['s per epoch']:.2f} s per epoch (median), {r['ms per step']:.0f} ms "
             f"per step); best epoch {r['best epoch']}\n"
             f"  accuracy (%) task 1 / task 2: validation {r['val acc task 1']:.1f} / {r['val acc task 2']:.1f}, "
-            f"test {r['test acc task 1']:.1f} / {r['test acc task 2']:.1f}")  # fmt: skip
+            f"test {r['test acc task 1']:.1f} / {r['test acc task 2']:.1f}")
+
+
+# --------------------------------------------------------------------------------------------
+# scoring new recordings with a saved checkpoint
+
+
+def input_spec(data) -> dict | None:
+    """What a checkpoint needs to turn a new recording into the inputs it was trained on: the window
+    options (``length``, ``step``, ``stream``, ``label_rule``, ``layout``), ``channels``, the class
+    names of both tasks and the fitted standardiser (``None``: the windows were used as given).
+    None when ``data`` is not a ``Windows`` / ``pipeline.Prepared`` (plain arrays say none of this)."""
+    w = getattr(data, "windows", data)
+    if not isinstance(w, Windows):
+        return None
+    std = getattr(data, "standardizer", None)
+    return {"length": w.length, "step": w.step, "stream": w.stream, "label_rule": w.label_rule,
+            "layout": w.layout, "channels": list(w.channels), "activity_names": list(w.activity_names),
+            "placement_names": list(w.placement_names), "dataset": w.dataset,
+            "standardizer": None if std is None else std.to_dict()}
+
+
+@dataclass
+class Predictor:
+    """A trained network loaded from a checkpoint, with what it needs to score new recordings.
+
+    ``models``: ``{"student": net}`` or ``{"task1": net, "task2": net}`` (single-task), eval mode;
+    ``inputs``: :func:`input_spec` of the training data; ``path``: the checkpoint's base path.
+    """
+
+    path: Path
+    models: dict[str, torch.nn.Module]
+    inputs: dict
+    metadata: dict
+
+    def windows(self, recording) -> Windows:
+        """Windows of a new :class:`~smoothdistill_lib.recordings.Recording`, cut, labelled and laid
+        out exactly as the training windows were (standardisation is applied in :meth:`predict`)."""
+        i = self.inputs
+        for what in ("channels", "activity_names", "placement_names"):
+            if list(getattr(recording, what)) != list(i[what]):
+                raise ValueError(f"checkpoint {self.path}: trained on {what} {i[what]}, the recording has "
+                                 f"{list(getattr(recording, what))}")
+        return make_windows(recording, length=i["length"], step=i["step"], stream=i["stream"],
+                            label_rule=i["label_rule"], layout=i["layout"])
+
+    def predict(self, data) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted labels ``(y1, y2)`` (each ``(N,)`` int64) for a Recording or Windows; windows in
+        another layout are converted, then scaled by the training standardiser."""
+        w = self.windows(data) if not isinstance(data, Windows) else data
+        X = to_layout(w.X, w.layout, self.inputs["layout"])
+        if X.shape[2] != len(self.inputs["channels"]) or X.shape[3] != self.inputs["length"]:
+            raise ValueError(f"checkpoint {self.path}: expects windows (N, 1, {len(self.inputs['channels'])}, "
+                             f"{self.inputs['length']}), got {tuple(X.shape)}")
+        if self.inputs["standardizer"] is not None:
+            X = Standardizer.from_dict(self.inputs["standardizer"]).transform(X)
+        if "student" in self.models:
+            z1, z2 = predict(self.models["student"], X)
+        else:
+            z1, z2 = predict(self.models["task1"], X)[0], predict(self.models["task2"], X)[0]
+        return z1.argmax(axis=1), z2.argmax(axis=1)
+
+    def score(self, data) -> pd.DataFrame:
+        """Accuracy and macro-F1 (percent) of both tasks on a labelled Recording or Windows:
+        rows ``task1``, ``task2``; columns ``accuracy``, ``macro_f1``, ``n``."""
+        w = self.windows(data) if not isinstance(data, Windows) else data
+        p1, p2 = self.predict(w)
+        rows = {}
+        for task, y, p, names in ((1, w.y1, p1, "activity_names"), (2, w.y2, p2, "placement_names")):
+            m = classification_metrics(y, p, n_classes=len(self.inputs[names]))
+            rows[f"task{task}"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "n": len(y)}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def load_predictor(path: str | os.PathLike | Checkpoint, map_location: str | torch.device = "cpu") -> Predictor:
+    """The network of a :func:`fit_or_load` checkpoint (its selected, best-epoch weights), rebuilt
+    from the saved config and ready to score recordings of subjects it never saw."""
+    base = path.path if isinstance(path, Checkpoint) else _base(path)
+    state_dicts, meta = load(base, map_location)
+    inputs, cfg = meta.get("inputs"), meta.get("config") or {}  # cfg: the TrainConfig it ran
+    if not inputs:
+        raise CheckpointError(f"checkpoint {base}: its metadata has no 'inputs' (trained on plain arrays, or "
+                              "saved before checkpoints kept them): retrain it with fit_or_load on Windows")
+    if meta.get("build"):
+        raise CheckpointError(f"checkpoint {base}: trained with a custom build function "
+                              f"({meta['build']}); rebuild that net and load_state_dict yourself")
+    n1, n2 = len(inputs["activity_names"]), len(inputs["placement_names"])
+    opts = {"n_channels": len(inputs["channels"]), "window_length": inputs["length"],
+            **(cfg.get("model_options") or {})}
+    heads = {"task1": (n1,), "task2": (n2,)} if "task1" in state_dicts else {"student": (n1, n2)}
+    models = {}
+    for name, nc in heads.items():
+        net = build_model(cfg["model"], nc, **opts)
+        net.load_state_dict(state_dicts[name])
+        models[name] = net.eval()
+    return Predictor(base, models, inputs, meta)

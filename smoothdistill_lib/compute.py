@@ -39,10 +39,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils.flop_counter import FlopCounterMode
 
-from smoothdistill_lib.models import count_parameters  # one definition, shared with the models module
+from smoothdistill_lib.methods import get_method
+from smoothdistill_lib.models import DEFAULT_WINDOW_LENGTH, build_model, count_parameters
 
 __all__ = [
-    "METHODS",
     "CostMeter",
     "count_flops",
     "count_parameters",
@@ -57,7 +57,6 @@ __all__ = [
     "synchronize",
 ]
 
-METHODS = ("singletask", "multitask", "sd_dropout", "born_again", "smooth_distill")
 PAPER_POWER_WATTS = 400.0  # NVIDIA A100 SXM TDP: the paper computed energy as A100 power x time
 _FLOPS_HOW = ("torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-accumulate of conv/linear/"
               "matmul; bias, activations, pooling, normalisation not counted)")
@@ -108,8 +107,16 @@ def _rnn_steps(inp) -> int:
     return int(inp.shape[0] * inp.shape[1]) if inp.dim() == 3 else int(inp.shape[0])
 
 
-def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100), batch_size: int = 1) -> dict:
-    """Forward FLOPs per window of ``model`` on inputs ``(batch_size, *input_shape)`` (eval mode).
+def _input_shape(model: nn.Module, input_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """``input_shape``, else ``(1, C, L)`` with the model's channels and window length."""
+    if input_shape is not None:
+        return tuple(input_shape)
+    return (1, getattr(model, "n_channels", 3), getattr(model, "fixed_length", None) or DEFAULT_WINDOW_LENGTH)
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int] | None = None, batch_size: int = 1) -> dict:
+    """Forward FLOPs per window of ``model`` on inputs ``(batch_size, *input_shape)`` (eval mode);
+    ``input_shape`` defaults to ``(1, C, L)``, the model's channels and window length.
 
     Record ``{"value": FLOPs per window, "unit", "how", "macs"}``; recurrent layers by the analytic
     formula (:func:`rnn_flops`), everything else by ``FlopCounterMode`` (module docstring).
@@ -118,7 +125,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100), batc
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    x = torch.zeros(batch_size, *input_shape, device=device)  # zeros: no draw from the global RNG
+    x = torch.zeros(batch_size, *_input_shape(model, input_shape), device=device)  # zeros: no RNG draw
     counter = FlopCounterMode(display=False)
     rnns = [m for m in model.modules() if isinstance(m, nn.RNNBase)]
     correction, before = [0], {}
@@ -148,7 +155,7 @@ def count_flops(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100), batc
     return _record(total, "FLOPs per window", how, macs=total / 2)
 
 
-def model_cost(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100)) -> dict:
+def model_cost(model: nn.Module, input_shape: Sequence[int] | None = None) -> dict:
     """``{"params", "size_mb", "flops"}`` records of one model (inference, per window)."""
     return {
         "params": _record(count_parameters(model), "parameters", "sum of numel over model.parameters()"),
@@ -180,18 +187,19 @@ def method_cost(
     teacher copy) and ``train_flops`` per training window per epoch (estimate, 3 x forward per
     trained model; born_again counts both stages, smooth_distill adds the teacher's forward and the
     EMA update spread over a batch of ``batch_size``, sd_dropout adds 4 head passes).
-    ``builder(name, n_classes, **model_options)`` defaults to ``models.build_model``.
+    ``builder(name, n_classes, **model_options)`` defaults to ``models.build_model``, which is given
+    ``n_channels`` = ``input_shape[1]`` (default ``(1, 3, window_length)``). What each method
+    trains and its cost note come from its ``methods.METHODS`` entry.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    meth = get_method(method)
     if len(n_classes) != 2:
         raise ValueError(f"n_classes must be (c1, c2) for the two tasks, got {tuple(n_classes)!r}")
-    if builder is None:
-        from smoothdistill_lib.models import build_model as builder
     if input_shape is None:
-        input_shape = (1, 3, model_options.get("window_length", 100))
+        input_shape = (1, 3, model_options.get("window_length", DEFAULT_WINDOW_LENGTH))
+    if builder is None:
+        builder, model_options = build_model, {**model_options, "n_channels": int(input_shape[1])}
     c1, c2 = (int(c) for c in n_classes)
-    heads = [(c1,), (c2,)] if method == "singletask" else [(c1, c2)]
+    heads = [(c1,), (c2,)] if meth.single_task else [(c1, c2)]
     with torch.random.fork_rng(devices=[]):  # building models draws init weights: keep the caller's RNG
         nets = [builder(model, h, **model_options) for h in heads]
     costs = [model_cost(m, input_shape) for m in nets]
@@ -200,25 +208,23 @@ def method_cost(
     fwd = sum(c["flops"]["value"] for c in costs)
     how_fwd = costs[0]["flops"]["how"]
 
-    if method == "singletask":
-        train, note, held = 3 * fwd, "2 models x 3 x forward", params
-    elif method == "multitask":
-        train, note, held = 3 * fwd, "3 x forward", params
-    elif method == "sd_dropout":
-        train = 3 * (fwd + 4 * _head_flops(nets[0]))
-        note, held = "3 x (forward + 4 dropout-view head passes)", params
-    elif method == "born_again":
-        train, note, held = 7 * fwd, "stage 1: 3 x forward; stage 2: 3 x forward + teacher forward", 2 * params
-    else:  # smooth_distill: EMA update = 3 FLOPs per parameter (mul, mul, add) per step
-        train = 4 * fwd + 3 * params / batch_size
-        note, held = f"3 x forward + teacher forward + EMA (3 x params per step of {batch_size})", 2 * params
-    unit_note = "2 single-head models" if method == "singletask" else "1 two-head model"
+    # every trained net: forward + backward (2 x forward); extra head passes (SD-Dropout's views) likewise
+    train = 3 * (fwd + meth.extra_head_passes * _head_flops(nets[0]))
+    if meth.stage1:  # the stage-1 teacher is trained first (3 x forward) and then run (1 x forward)
+        train += 3 * fwd
+    if meth.teacher:
+        train += fwd  # the teacher's forward on every batch
+    if meth.teacher == "ema":  # EMA update = 3 FLOPs per parameter (mul, mul, add) per step
+        train += 3 * params / batch_size
+    held = 2 * params if meth.teacher else params  # a teacher copy is held while training
+    note = meth.train_cost_note.format(batch_size=batch_size)
+    unit_note = "2 single-head models" if meth.single_task else "1 two-head model"
     return {
         "method": method,
         "model": model,
         "n_classes": [c1, c2],
         "models_at_inference": len(nets),
-        "models_trained": {"singletask": 2, "born_again": 2}.get(method, 1),
+        "models_trained": meth.models_trained,
         "params": _record(params, "parameters", f"inference: {unit_note}"),
         "size_mb": _record(size, "MB (2^20 bytes)", f"inference: {unit_note}, state_dict as fp32"),
         "flops": _record(fwd, "FLOPs per window", f"inference: {unit_note}; {how_fwd}"),
@@ -414,7 +420,7 @@ def _cpu_label() -> str:
 # Per-layer FLOPs and interleaved step timing (used by chapters 4, 7 and benchmarks/bench_step.py)
 
 
-def flops_by_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100)) -> pd.DataFrame:
+def flops_by_layer(model: nn.Module, input_shape: Sequence[int] | None = None) -> pd.DataFrame:
     """Forward FLOPs per window of each leaf module of ``model`` (eval mode, inputs of zeros).
 
     One row per leaf module in ``named_modules`` order: ``layer`` (qualified name, as in
@@ -440,7 +446,7 @@ def flops_by_layer(model: nn.Module, input_shape: Sequence[int] = (1, 3, 100)) -
     model.eval()
     try:
         with torch.no_grad(), counter:
-            model(torch.zeros(1, *input_shape, device=device))
+            model(torch.zeros(1, *_input_shape(model, input_shape), device=device))
     finally:
         for h in hooks:
             h.remove()
@@ -504,6 +510,6 @@ def interleaved_step_times(
         "wall ms per step": {n: 1000 * statistics.median(t) for n, t in wall.items()},
         "process CPU ms per step": {n: 1000 * statistics.median(t) for n, t in cpu.items()},
         "rounds": {n: len(t) for n, t in wall.items()},
-    })  # fmt: skip
+    })
     out.index.name = "step"
     return out

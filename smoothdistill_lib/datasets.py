@@ -1,54 +1,170 @@
 """The dataset registry: what each dataset is, where it is looked for, and one call to load it.
 
-Datasets are looked for in :func:`search_dirs`: ``config.data_dir()`` (``$SMOOTHDISTILL_DATA`` or
-``~/.cache/smoothdistill``) and, when the library runs from a checkout that has one beside it, the
-team's shared copy ``<checkout>/../shared/data``. Missing public datasets are downloaded into
-``config.data_dir()``.
+Each :class:`DatasetInfo` carries everything the rest of the library needs to know about a
+dataset: its loader, the class names of both tasks (task 1: activity or posture; task 2: placement),
+its signal channels, and where its files are looked for. ``windows``, ``train``, ``run`` and
+``report`` accept any registered name.
+
+A reader's own data: call :func:`register_dataset` with a name, a loader returning a
+:class:`~smoothdistill_lib.recordings.Recording`, the class names of both tasks and the channel
+names; e.g. for a two-task recording of accelerometer + gyroscope::
+
+    def load_mine(subjects=None, mode=None, **options) -> Recording:
+        ...  # read your files; frame columns ax ay az gx gy gz subject activity placement session
+
+    datasets.register_dataset("mine", load_mine, activity_names=["sit", "walk"],
+                              placement_names=["wrist", "hip"],
+                              channels=("ax", "ay", "az", "gx", "gy", "gz"))
+
+Loaders are called as ``loader(subjects=None, mode=ModeSettings, **options)``.
+
+The shipped datasets are looked for in :func:`search_dirs`: ``config.data_dir()``
+(``$SMOOTHDISTILL_DATA`` or ``~/.cache/smoothdistill``) and, when the library runs from a checkout
+that has one beside it, the team's shared copy ``<checkout>/../shared/data``. Missing public datasets
+are downloaded into ``config.data_dir()`` by :func:`make_available`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from smoothdistill_lib import config
-from smoothdistill_lib.download import MHEALTH_URL, WISDM_URL
-from smoothdistill_lib.recordings import Recording
+from smoothdistill_lib import config, mhealth, sleep, sleepsim, wisdm
+from smoothdistill_lib import download as dl
+from smoothdistill_lib.config import ModeSettings
+from smoothdistill_lib.recordings import CHANNELS, Recording
+
+Loader = Callable[..., Recording]
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A registry entry. ``loader(subjects=None, mode=ModeSettings, **options) -> Recording``;
+    ``find(folder) -> bool`` says whether a data folder holds the files (None: nothing to find,
+    e.g. generated or registered data: always present); ``detail(folder) -> str`` describes what
+    was found (for ``datasets``)."""
+
     name: str
     description: str
-    layout: str  # where, relative to a data folder, the files are expected
-    source: str  # URL, or how to obtain it
-    licence: str
-    downloadable: bool
+    loader: Loader
+    activity_names: tuple[str, ...]  # task-1 classes, in label order
+    placement_names: tuple[str, ...]  # task-2 classes, in label order
+    channels: tuple[str, ...] = CHANNELS
+    layout: str = "(provided by its loader)"  # where, relative to a data folder, the files are expected
+    source: str = "registered by the reader"  # URL, or how to obtain it
+    licence: str = "unknown"
+    downloadable: bool = False
+    find: Callable[[Path], bool] | None = None
+    detail: Callable[[Path], str] | None = None
 
 
-DATASETS = {
+def _wisdm_loader(subjects=None, mode: ModeSettings | None = None, download: bool = True, **options) -> Recording:
+    """WISDM with ``mode.wisdm_subjects`` subjects when set: the first N (sorted) having both
+    phone and watch files."""
+    root = make_available("wisdm", download=download)
+    if subjects is None and mode.wisdm_subjects is not None:
+        both = wisdm_subjects_with_both(root)
+        if len(both) < mode.wisdm_subjects:
+            raise FileNotFoundError(
+                f"mode {mode.name!r} needs {mode.wisdm_subjects} WISDM subjects with both phone and watch "
+                f"files; {root} has {len(both)}"
+            )
+        subjects = both[: mode.wisdm_subjects]
+    return wisdm.load(root, subjects, **options)
+
+
+def _mhealth_loader(subjects=None, mode=None, download: bool = True, **options) -> Recording:
+    return mhealth.load(make_available("mhealth", download=download), subjects, **options)
+
+
+def _sleep_loader(subjects=None, mode=None, download: bool = True, **options) -> Recording:
+    return sleep.load(make_available("sleep"), subjects, **options)
+
+
+def _sleepsim_loader(subjects=None, mode=None, download: bool = True, **options) -> Recording:
+    return sleepsim.load(None, subjects, mode=mode, **options)
+
+
+def _wisdm_detail(d: Path) -> str:
+    by = wisdm.subjects_by_placement(d)
+    return (f"{len(by['phone'])} phone, {len(by['watch'])} watch subjects "
+            f"({len(set(by['phone']) & set(by['watch']))} with both)")
+
+
+DATASETS: dict[str, DatasetInfo] = {
     "wisdm": DatasetInfo(
         "wisdm", "WISDM smartphone + smartwatch accelerometers, 18 activities, 51 subjects (UCI 507)",
-        "wisdm-dataset/raw/{phone,watch}/accel/data_<subject>_accel_<phone|watch>.txt",
-        WISDM_URL, "CC BY 4.0", True),
+        _wisdm_loader, tuple(wisdm.ACTIVITY_NAMES), tuple(wisdm.PLACEMENT_NAMES),
+        layout="wisdm-dataset/raw/{phone,watch}/accel/data_<subject>_accel_<phone|watch>.txt",
+        source=dl.WISDM_URL, licence="CC BY 4.0", downloadable=True,
+        find=lambda d: not wisdm.raw_files(d).empty, detail=_wisdm_detail),
     "mhealth": DatasetInfo(
         "mhealth", "MHEALTH chest / ankle / arm accelerometers, 12 activities + null, 10 subjects (UCI 319)",
-        "MHEALTHDATASET/mHealth_subject<k>.log (or mhealth/)",
-        MHEALTH_URL, "CC BY 4.0", True),
+        _mhealth_loader, tuple(mhealth.ACTIVITY_NAMES), tuple(mhealth.PLACEMENT_NAMES),
+        layout="MHEALTHDATASET/mHealth_subject<k>.log (or mhealth/)",
+        source=dl.MHEALTH_URL, licence="CC BY 4.0", downloadable=True,
+        find=lambda d: mhealth.find_dir(d) is not None,
+        detail=lambda d: f"{len(mhealth.log_files(d))} subject logs"),
     "sleep": DatasetInfo(
         "sleep", "the paper's sleep postures (12 postures x neck/chest/abdomen, 24 subjects)",
-        "sleep/<subject>_<Posture>_<placement>.txt", "not public: ask the authors", "unknown", False),
+        _sleep_loader, tuple(sleep.POSTURE_NAMES), tuple(sleep.PLACEMENT_NAMES),
+        layout="sleep/<subject>_<Posture>_<placement>.txt", source="not public: ask the authors",
+        find=lambda d: (d / "sleep").is_dir() and sleep.find_dir(d / "sleep") is not None,
+        detail=lambda d: f"{sum(1 for p in (d / 'sleep').iterdir() if p.suffix == '.txt')} files"),
     "sleepsim": DatasetInfo(
         "sleepsim", "simulated sleep postures following the paper's protocol (sleepsim.SleepSimParams)",
-        "(generated, no files)", "smoothdistill_lib.sleepsim", "MIT (this project)", False),
+        _sleepsim_loader, tuple(sleep.POSTURE_NAMES), tuple(sleep.PLACEMENT_NAMES),
+        layout="(generated, no files)", source="smoothdistill_lib.sleepsim", licence="MIT (this project)"),
 }
 
 
-def _check_name(name: str) -> DatasetInfo:
+def register_dataset(name: str, loader: Loader, activity_names: Sequence[str], placement_names: Sequence[str],
+                     channels: Sequence[str] = CHANNELS, description: str = "", *,
+                     replace: bool = False) -> DatasetInfo:
+    """Add a dataset of your own to the registry, after which every stage accepts ``name``:
+    ``pipeline.prepare``, the engine, experiment configs (``run``) and ``report``.
+
+    ``loader(subjects=None, mode=ModeSettings, **options)`` returns a
+    :class:`~smoothdistill_lib.recordings.Recording` whose label ids index ``activity_names`` (task 1)
+    and ``placement_names`` (task 2) and whose ``channels`` are ``channels`` (any number, e.g. six
+    for accelerometer + gyroscope). :func:`load_recording` checks the loader keeps to this.
+    Registering an existing name raises unless ``replace``; the shipped names cannot be replaced.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_dataset: name {name!r} must be a plain identifier (letters, digits, _)")
+    if name in _SHIPPED or (name in DATASETS and not replace):
+        raise ValueError(f"register_dataset: {name!r} is already registered"
+                         + ("" if name in _SHIPPED else " (pass replace=True to redefine it)"))
+    if not callable(loader):
+        raise ValueError(f"register_dataset: loader for {name!r} must be callable")
+    for what, names in (("activity_names", activity_names), ("placement_names", placement_names),
+                        ("channels", channels)):
+        if isinstance(names, str) or len(names) == 0 or len(set(names)) != len(names):
+            raise ValueError(f"register_dataset: {what} of {name!r} must be a non-empty list of distinct names")
+    info = DatasetInfo(name, description or f"{name} (registered)", loader, tuple(map(str, activity_names)),
+                       tuple(map(str, placement_names)), tuple(map(str, channels)))
+    DATASETS[name] = info
+    return info
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a dataset added with :func:`register_dataset` (the shipped ones stay)."""
+    if name in _SHIPPED:
+        raise ValueError(f"unregister_dataset: {name!r} ships with the library")
+    DATASETS.pop(name, None)
+
+
+_SHIPPED = frozenset(DATASETS)
+
+
+def get_dataset(name: str) -> DatasetInfo:
+    """The registry entry of ``name`` (ValueError naming the registered names otherwise)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} "
+                         "(or add yours with datasets.register_dataset)")
     return DATASETS[name]
 
 
@@ -61,41 +177,40 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
-def _present(name: str, d: Path) -> bool:
-    if name == "wisdm":
-        from smoothdistill_lib.wisdm import raw_files
-
-        return not raw_files(d).empty
-    if name == "mhealth":
-        from smoothdistill_lib.mhealth import find_dir
-
-        return find_dir(d) is not None
-    if name == "sleep":
-        from smoothdistill_lib.sleep import find_dir
-
-        return (d / "sleep").is_dir() and find_dir(d / "sleep") is not None
-    return True  # sleepsim
-
-
 def locate(name: str) -> Path | None:
-    """The first search folder that holds dataset ``name`` (None if none; sleepsim: None)."""
-    _check_name(name)
-    if name == "sleepsim":
+    """The first search folder that holds dataset ``name`` (None if none, or if it has no files to find)."""
+    info = get_dataset(name)
+    if info.find is None:
         return None
-    return next((d for d in search_dirs() if _present(name, d)), None)
+    return next((d for d in search_dirs() if info.find(d)), None)
 
 
-def prepare(name: str, download: bool = True, verify: bool = False) -> Path | None:
-    """Make dataset ``name`` available and return the folder that holds it (None for sleepsim).
+def is_present(name: str) -> bool:
+    """Whether ``name`` can be loaded without a download (generated and registered data always can)."""
+    return get_dataset(name).find is None or locate(name) is not None
+
+
+def absence(name: str) -> str | None:
+    """None when ``name`` is present, else one line: where it was looked for and how to get it."""
+    if is_present(name):
+        return None
+    info = get_dataset(name)
+    where = " or ".join(str(d) for d in search_dirs())
+    todo = (f"`python -m smoothdistill_lib run` downloads it ({info.source})" if info.downloadable
+            else f"the data are {info.source}")
+    return f"{name} is not under {where} (expected {info.layout}); {todo}"
+
+
+def make_available(name: str, download: bool = True, verify: bool = False) -> Path | None:
+    """Make the files of dataset ``name`` available and return the folder that holds them (None for
+    datasets without files: sleepsim, registered ones).
 
     WISDM/MHEALTH: found in :func:`search_dirs`, else downloaded into ``config.data_dir()``
     (``download=False``: DownloadError saying what to fetch and where to put it). WISDM files are
     always checked by size, and by sha256 when ``verify``. Sleep: FileNotFoundError if absent.
     """
-    from smoothdistill_lib import download as dl
-
-    info = _check_name(name)
-    if name == "sleepsim":
+    info = get_dataset(name)
+    if info.find is None:
         return None
     found = locate(name)
     if name == "wisdm":
@@ -104,18 +219,16 @@ def prepare(name: str, download: bool = True, verify: bool = False) -> Path | No
         return dl.prepare_mhealth(found or config.data_dir(), download=download)
     if found is None:
         raise FileNotFoundError(
-            f"sleep dataset not found: put the authors' files ({info.layout}) under "
-            f"{config.data_dir()} or set SMOOTHDISTILL_DATA; the data are {info.source}. "
-            "Use the dataset 'sleepsim' (simulated) instead."
+            f"{name} dataset not found: put its files ({info.layout}) under "
+            f"{config.data_dir()} or set SMOOTHDISTILL_DATA; the data are {info.source}."
+            + (" Use the dataset 'sleepsim' (simulated) instead." if name == "sleep" else "")
         )
     return found
 
 
 def wisdm_subjects_with_both(root: Path) -> list[int]:
     """Sorted WISDM subjects that have both a phone and a watch accel file under ``root``."""
-    from smoothdistill_lib.wisdm import subjects_by_placement
-
-    by = subjects_by_placement(root)
+    by = wisdm.subjects_by_placement(root)
     return sorted(set(by["phone"]) & set(by["watch"]))
 
 
@@ -123,39 +236,23 @@ def load_recording(name: str, mode=None, subjects=None, download: bool = True, *
     """Load dataset ``name`` as a :class:`Recording`, sized by the run mode.
 
     ``mode``: a mode name or ``ModeSettings`` (default ``$SMOOTHDISTILL_MODE``). WISDM uses
-    ``mode.wisdm_subjects`` subjects when set: the first N (sorted) having both phone and watch files.
-    sleepsim uses ``mode.sleepsim_subjects`` x ``mode.sleepsim_seconds``. Explicit ``subjects`` win
-    over the mode. ``options`` go to the dataset's ``load`` (e.g. ``drop_null``, ``seed``, ``cache``).
+    ``mode.wisdm_subjects`` subjects when set; sleepsim ``mode.sleepsim_subjects`` x
+    ``mode.sleepsim_seconds``. Explicit ``subjects`` win over the mode. ``options`` go to the
+    dataset's loader (e.g. ``drop_null``, ``seed``, ``cache``). The recording is checked against
+    the registry entry (class names, channels), so a registered loader cannot drift from it.
     """
-    _check_name(name)
+    info = get_dataset(name)
     m = mode if (mode is not None and not isinstance(mode, str)) else config.get_mode(mode)
-    if name == "sleepsim":
-        from smoothdistill_lib import sleepsim
-
-        rec = sleepsim.load(None, subjects, mode=m, **options)
-        rec.info["mode"] = m.name
-        return rec
-    root = prepare(name, download=download)
-    if name == "wisdm":
-        from smoothdistill_lib import wisdm
-
-        if subjects is None and m.wisdm_subjects is not None:
-            both = wisdm_subjects_with_both(root)
-            if len(both) < m.wisdm_subjects:
-                raise FileNotFoundError(
-                    f"mode {m.name!r} needs {m.wisdm_subjects} WISDM subjects with both phone and watch "
-                    f"files; {root} has {len(both)}"
-                )
-            subjects = both[: m.wisdm_subjects]
-        rec = wisdm.load(root, subjects, **options)
-    elif name == "mhealth":
-        from smoothdistill_lib import mhealth
-
-        rec = mhealth.load(root, subjects, **options)
-    else:
-        from smoothdistill_lib import sleep
-
-        rec = sleep.load(root, subjects, **options)
+    rec = info.loader(subjects=subjects, mode=m, download=download, **options) if info.find is not None \
+        else info.loader(subjects=subjects, mode=m, **options)
+    if not isinstance(rec, Recording):
+        raise ValueError(f"dataset {name!r}: its loader returned {type(rec).__name__}, not a Recording")
+    for what, got, want in (("activity_names", rec.activity_names, info.activity_names),
+                            ("placement_names", rec.placement_names, info.placement_names),
+                            ("channels", rec.channels, info.channels)):
+        if tuple(got) != tuple(want):
+            raise ValueError(f"dataset {name!r}: the loader's recording has {what} {list(got)}, "
+                             f"the registry {list(want)}")
     rec.info["mode"] = m.name
     return rec
 
@@ -165,25 +262,16 @@ def dataset_status() -> pd.DataFrame:
     rows = []
     for name, info in DATASETS.items():
         where = locate(name)
-        detail = ""
-        if name == "wisdm" and where is not None:
-            from smoothdistill_lib.wisdm import subjects_by_placement
-
-            by = subjects_by_placement(where)
-            detail = (f"{len(by['phone'])} phone, {len(by['watch'])} watch subjects "
-                      f"({len(set(by['phone']) & set(by['watch']))} with both)")
-        elif name == "mhealth" and where is not None:
-            from smoothdistill_lib.mhealth import log_files
-
-            detail = f"{len(log_files(where))} subject logs"
-        elif name == "sleep" and where is not None:
-            detail = f"{sum(1 for p in (where / 'sleep').iterdir() if p.suffix == '.txt')} files"
+        if where is not None and info.detail is not None:
+            detail = info.detail(where)
         elif name == "sleepsim":
             m = config.get_mode()
             detail = f"generated: {m.sleepsim_subjects} subjects x {m.sleepsim_seconds:g} s (mode {m.name})"
+        else:
+            detail = ""
         rows.append({
             "dataset": name,
-            "present": name == "sleepsim" or where is not None,
+            "present": is_present(name),
             "location": str(where) if where is not None else "-",
             "detail": detail,
             "layout": info.layout,

@@ -39,9 +39,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from smoothdistill_lib.compute import synchronize
 from smoothdistill_lib.config import get_mode
 from smoothdistill_lib.ema import BUFFER_POLICIES, EMATeacher
 from smoothdistill_lib.methods import METHODS, Method, autocast, get_method
+from smoothdistill_lib.metrics import classification_metrics
+from smoothdistill_lib.models import MODELS, build_model
+from smoothdistill_lib.pipeline import prepare
 
 SELECTIONS = ("mean", "task1")
 
@@ -133,7 +137,7 @@ class TrainConfig:
             ("min_steps", self.min_steps is None or (isinstance(self.min_steps, int)
                                                      and not isinstance(self.min_steps, bool)
                                                      and self.min_steps >= 1), "None or a positive int"),
-        ]  # fmt: skip
+        ]
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
@@ -177,7 +181,7 @@ class FitResult:
         """(task-1, task-2) accuracy in percent of ``predictions[(split, who)]``."""
         p = self.predictions[(split, who)]
         return (float(100.0 * np.mean(p["y1_pred"] == p["y1_true"])),
-                float(100.0 * np.mean(p["y2_pred"] == p["y2_true"])))  # fmt: skip
+                float(100.0 * np.mean(p["y2_pred"] == p["y2_true"])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +219,7 @@ def _unpack(data) -> tuple[np.ndarray | torch.Tensor, object, object, tuple[int,
     if isinstance(data, dict):
         missing = [k for k in ("X", "y1", "y2") if k not in data]
         if missing:
-            raise ValueError(f"fit: data dict lacks {missing}; give X (N,1,3,L), y1 (N,), y2 (N,)")
+            raise ValueError(f"fit: data dict lacks {missing}; give X (N,1,C,L), y1 (N,), y2 (N,)")
         return data["X"], data["y1"], data["y2"], None
     if isinstance(data, tuple | list) and len(data) == 3:
         return data[0], data[1], data[2], None
@@ -229,8 +233,8 @@ def _tensors(data, device: torch.device, n_classes):
     X = torch.as_tensor(X, dtype=torch.float32)
     y1 = torch.as_tensor(_to_numpy(y1).astype(np.int64))
     y2 = torch.as_tensor(_to_numpy(y2).astype(np.int64))
-    if X.dim() != 4 or X.shape[1] != 1 or X.shape[2] != 3:
-        raise ValueError(f"fit: X must be (N, 1, 3, L) windows, got shape {tuple(X.shape)}")
+    if X.dim() != 4 or X.shape[1] != 1:
+        raise ValueError(f"fit: X must be (N, 1, C, L) windows (C channels), got shape {tuple(X.shape)}")
     if not bool(torch.isfinite(X).all()):
         bad = int((~torch.isfinite(X)).any(dim=tuple(range(1, X.dim()))).sum())
         raise ValueError(f"fit: {bad} window(s) of X hold non-finite values (inf/NaN) as float32; check the "
@@ -243,7 +247,7 @@ def _tensors(data, device: torch.device, n_classes):
     for k, (y, c) in enumerate(((y1, n_classes[0]), (y2, n_classes[1])), start=1):
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= c):
             raise ValueError(f"fit: y{k} labels must be in 0..{c - 1} (n_classes[{k - 1}]={c}), "
-                             f"found {int(y.min())}..{int(y.max())}")  # fmt: skip
+                             f"found {int(y.min())}..{int(y.max())}")
     return X.to(device), y1.to(device), y2.to(device), n_classes
 
 
@@ -273,17 +277,18 @@ def to_training_device(net: nn.Module, device: torch.device) -> nn.Module:
     return net
 
 
-def _build(cfg: TrainConfig, method: Method, n_classes, window_length: int, build) -> dict[str, nn.Module]:
-    """The trained nets: ``{"student"}`` or ``{"task1", "task2"}`` (single-task: one head each)."""
+def _build(cfg: TrainConfig, method: Method, n_classes, input_shape: tuple[int, int],
+           build) -> dict[str, nn.Module]:
+    """The trained nets: ``{"student"}`` or ``{"task1", "task2"}`` (single-task: one head each),
+    built for windows of ``input_shape`` = (channels, length) unless ``model_options`` say otherwise."""
 
     def make(nc: tuple[int, ...]) -> nn.Module:
         if build is not None:
             return build(nc)
-        from smoothdistill_lib.models import MODELS, build_model
-
         opts = dict(cfg.model_options)
-        if cfg.model in MODELS and "window_length" not in opts:
-            opts["window_length"] = window_length
+        if cfg.model in MODELS:
+            opts.setdefault("n_channels", input_shape[0])
+            opts.setdefault("window_length", input_shape[1])
         return build_model(cfg.model, nc, **opts)
 
     if method.single_task:
@@ -347,7 +352,7 @@ def _eval_sums(forward, X, y1, y2, idx, batch_size, bf16) -> torch.Tensor:
     return torch.stack([
         F.cross_entropy(z1, t1, reduction="sum"), F.cross_entropy(z2, t2, reduction="sum"),
         (z1.argmax(1) == t1).sum().float(), (z2.argmax(1) == t2).sum().float(),
-    ])  # fmt: skip
+    ])
 
 
 def _set_mode(models: dict[str, nn.Module], train: bool) -> None:
@@ -357,7 +362,7 @@ def _set_mode(models: dict[str, nn.Module], train: bool) -> None:
 
 @torch.no_grad()
 def predict(model: nn.Module, X, batch_size: int = 1024, device=None) -> tuple[np.ndarray, ...]:
-    """Logits of ``model`` (eval mode) on ``X`` ``(N, 1, 3, L)``: a tuple of ``(N, c_k)`` numpy arrays."""
+    """Logits of ``model`` (eval mode) on ``X`` ``(N, 1, C, L)``: a tuple of ``(N, c_k)`` numpy arrays."""
     param = next(model.parameters(), None)
     dev = resolve_device(device) if device is not None else (param.device if param is not None else "cpu")
     was_training = model.training
@@ -401,11 +406,11 @@ def _batch_sums(out: dict, y1: torch.Tensor, y2: torch.Tensor, with_teacher: boo
     zero = out["loss"].new_zeros(())
     kd1, kd2 = out.get("kd1", zero), out.get("kd2", zero)
     parts = [out["loss"] * bs, out["ce1"] * bs, out["ce2"] * bs, kd1 * bs, kd2 * bs,
-             (z1.argmax(1) == y1).sum(), (z2.argmax(1) == y2).sum()]  # fmt: skip
+             (z1.argmax(1) == y1).sum(), (z2.argmax(1) == y2).sum()]
     if with_teacher:
         t1, t2 = out["teacher_logits"]
         parts += [F.cross_entropy(t1.float(), y1) * bs, F.cross_entropy(t2.float(), y2) * bs,
-                  (t1.argmax(1) == y1).sum(), (t2.argmax(1) == y2).sum()]  # fmt: skip
+                  (t1.argmax(1) == y1).sum(), (t2.argmax(1) == y2).sum()]
     else:
         parts += [zero, zero, zero, zero]
     return torch.stack([p.float() for p in parts])
@@ -443,13 +448,6 @@ def _score(acc1: float, acc2: float, selection: str) -> float:
     return acc1 if selection == "task1" else 0.5 * (acc1 + acc2)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 @dataclass
 class _Stage:
     models: dict[str, nn.Module]
@@ -461,7 +459,7 @@ class _Stage:
 
 _TEACHER_COLS = ("teacher_train_loss_task1", "teacher_train_loss_task2", "teacher_train_acc_task1",
                  "teacher_train_acc_task2", "teacher_val_loss_task1", "teacher_val_loss_task2",
-                 "teacher_val_acc_task1", "teacher_val_acc_task2", "teacher_val_acc_mean")  # fmt: skip
+                 "teacher_val_acc_task1", "teacher_val_acc_task2", "teacher_val_acc_mean")
 
 
 def _history_row(
@@ -479,12 +477,12 @@ def _history_row(
         "val_loss": (alpha * va[0] + (1.0 - alpha) * va[1]) / nv,
         "val_loss_task1": va[0] / nv, "val_loss_task2": va[1] / nv,
         "val_acc_task1": acc1, "val_acc_task2": acc2, "val_acc_mean": 0.5 * (acc1 + acc2),
-    }  # fmt: skip
+    }
     row.update(dict.fromkeys(_TEACHER_COLS, nan))
     if has_teacher:
         row.update({"teacher_train_loss_task1": tr["t_ce1"] / n, "teacher_train_loss_task2": tr["t_ce2"] / n,
                     "teacher_train_acc_task1": 100.0 * tr["t_correct1"] / n,
-                    "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n})  # fmt: skip
+                    "teacher_train_acc_task2": 100.0 * tr["t_correct2"] / n})
     if tv is not None:
         t1, t2 = 100.0 * tv[2] / nv, 100.0 * tv[3] / nv
         row.update(
@@ -500,11 +498,11 @@ def _history_row(
 
 
 def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: TrainConfig, gen, bar,
-                 stage: int, device: torch.device, stage_label: str = "") -> _Stage:  # fmt: skip
+                 stage: int, device: torch.device, stage_label: str = "") -> _Stage:
     """Train ``models`` for ``cfg.epochs`` epochs with ``method.step``; validate and select each epoch."""
     X, y1, y2 = data
     optimizer = make_optimizer([p for m in models.values() for p in m.parameters() if p.requires_grad],
-                               cfg.lr, device)  # fmt: skip
+                               cfg.lr, device)
     ema = teacher if isinstance(teacher, EMATeacher) else None
     eval_teacher = ema is not None and cfg.eval_teacher
     has_kd = method.name in ("sd_dropout", "smooth_distill", "born_again")
@@ -516,7 +514,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
     bounds = _batch_bounds(n, cfg.batch_size, _has_batchnorm(models))
     rows, seconds = [], 0.0
     for epoch in range(1, cfg.epochs + 1):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         _set_mode(models, True)
         sums = torch.zeros(len(_SUMS), device=device)
@@ -541,7 +539,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
             bests["task2"].offer(acc2, epoch, models["task2"])
         else:
             bests["student"].offer(_score(acc1, acc2, cfg.selection), epoch, models["student"])
-        _sync(device)
+        synchronize(device)
         epoch_seconds = time.perf_counter() - t0
         seconds += epoch_seconds
         tv = None
@@ -586,7 +584,7 @@ def _predictions(forward, X, y1, y2, idx: torch.Tensor, cfg: TrainConfig) -> dic
         "y2_true": y2[idx].cpu().numpy(), "y2_pred": z2.argmax(1).cpu().numpy(),
         "y1_prob": z1.softmax(1).cpu().numpy(), "y2_prob": z2.softmax(1).cpu().numpy(),
         "index": idx.cpu().numpy(),
-    }  # fmt: skip
+    }
 
 
 def _frozen_best(stage1: _Stage | None) -> nn.Module | None:
@@ -633,11 +631,11 @@ def with_min_steps(cfg: TrainConfig, n_fit: int) -> TrainConfig:
 
 def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = True, *,
         build: Callable[[tuple[int, ...]], nn.Module] | None = None,
-        n_classes: tuple[int, int] | None = None) -> FitResult:  # fmt: skip
+        n_classes: tuple[int, int] | None = None) -> FitResult:
     """Train ``config.method`` on ``data[fit_idx]``, select on ``data[val_idx]``, predict val and test.
 
     ``data``: a ``windows.Windows`` (or ``pipeline.Prepared``), ``(X, y1, y2)`` or a dict with those
-    keys; ``X`` ``(N, 1, 3, L)`` float32, ``y1``/``y2`` ``(N,)`` ints. ``fit_idx``, ``val_idx``,
+    keys; ``X`` ``(N, 1, C, L)`` float32 (any number C of channels), ``y1``/``y2`` ``(N,)`` ints. ``fit_idx``, ``val_idx``,
     ``test_idx``: absolute indices (``test_idx`` may be ``None`` or empty: no test predictions).
     ``build(n_classes) -> nn.Module`` overrides ``config.model`` (any net following the models
     contract). ``n_classes`` defaults to the label names of ``Windows``, else max label + 1.
@@ -654,7 +652,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     val_np = _indices(val_idx, "val_idx", n)
     test_np = _indices(test_idx, "test_idx", n, allow_empty=True)
     for a, b, na, nb in ((fit_np, val_np, "fit_idx", "val_idx"), (fit_np, test_np, "fit_idx", "test_idx"),
-                         (val_np, test_np, "val_idx", "test_idx")):  # fmt: skip
+                         (val_np, test_np, "val_idx", "test_idx")):
         if np.intersect1d(a, b).size:
             raise ValueError(
                 f"fit: {na} and {nb} overlap ({np.intersect1d(a, b).size} windows): selection "
@@ -663,7 +661,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     fit_t, val_t, test_t = (torch.as_tensor(a, device=device) for a in (fit_np, val_np, test_np))
     data_t, stages = (X, y1, y2), (2 if method.stage1 else 1)
     bar = tqdm(total=cfg.epochs * stages, desc=f"{cfg.method}", unit="epoch", leave=True,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
     with _determinism(cfg.deterministic, device), bar:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on every device
@@ -671,7 +669,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
         def train(m: Method, teacher, stage: int, label: str = "") -> _Stage:
             models = {
                 k: to_training_device(net, device)
-                for k, net in _build(cfg, m, n_classes, X.shape[-1], build).items()
+                for k, net in _build(cfg, m, n_classes, (X.shape[2], X.shape[3]), build).items()
             }
             if m.teacher == "ema":  # built here: the teacher starts as a copy of THIS student
                 teacher = EMATeacher(models["student"], cfg.ema_decay, cfg.ema_buffers, cfg.ema_warmup)
@@ -687,7 +685,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
         state_dicts, best_epochs, forwards = _select(st, stage1)
         splits = {"val": val_t} | ({"test": test_t} if len(test_t) else {})
         predictions = {(split, who): _predictions(fwd, X, y1, y2, idx, cfg)
-                       for who, fwd in forwards.items() for split, idx in splits.items()}  # fmt: skip
+                       for who, fwd in forwards.items() for split, idx in splits.items()}
         models = st.models
     best_epoch = best_epochs["student"] if "student" in best_epochs else best_epochs["task1"]
     return FitResult(
@@ -711,25 +709,16 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
 
 
 def _f1_macro(y_true, y_pred, n_classes: int) -> float:
-    try:
-        from smoothdistill_lib.metrics import classification_metrics
-    except ImportError:  # metrics not installed yet: the same number straight from scikit-learn
-        from sklearn.metrics import f1_score
-
-        return float(100.0 * f1_score(y_true, y_pred, average="macro", zero_division=0))
     return float(classification_metrics(y_true, y_pred, n_classes)["macro_f1"])
 
 
 def cli_train(args) -> int:
     """``train``: prepare one dataset, fit one method on one fold, print ONE JSON object to stdout."""
-    from smoothdistill_lib.models import MODELS
-    from smoothdistill_lib.pipeline import prepare
-
     mode = get_mode(args.mode)
     if args.model not in MODELS:
         raise ValueError(f"--model {args.model!r} is unknown; choose one of {', '.join(MODELS)}")
     get_method(args.method)
-    layout = "faithful" if args.model == "mtlnet" else "axes"
+    layout = MODELS[args.model].layout
     prepared = prepare(args.dataset, protocol=args.protocol, mode=mode.name, layout=layout)
     windows, split = prepared.windows, prepared.split
     if not 0 <= args.fold < len(split.folds):
@@ -739,7 +728,7 @@ def cli_train(args) -> int:
           "epochs": mode.epochs if args.epochs is None else args.epochs, "batch_size": mode.batch_size,
           "ema_decay": mode.ema_decay,
           # the mode's minimum number of steps applies unless the epochs are given explicitly
-          "min_steps": mode.min_steps if args.epochs is None else None}  # fmt: skip
+          "min_steps": mode.min_steps if args.epochs is None else None}
     if args.lam is not None:
         kw["lam"] = args.lam
         kw["ba_lam"] = args.lam
@@ -762,7 +751,7 @@ def cli_train(args) -> int:
         "best_epoch": result.best_epoch, "train_seconds": round(result.train_seconds, 3),
         "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
         "params": result.n_params, "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(split.test),
-    }  # fmt: skip
+    }
     print(json.dumps(out))
     return 0
 

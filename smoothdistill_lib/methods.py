@@ -48,7 +48,7 @@ def _optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 def _out(loss, ce1, ce2, logits, kd1=None, kd2=None, teacher_logits=None) -> dict:
     out = {"loss": loss.detach(), "ce1": ce1.detach(), "ce2": ce2.detach(),
-           "logits": (logits[0].detach(), logits[1].detach())}  # fmt: skip
+           "logits": (logits[0].detach(), logits[1].detach())}
     if kd1 is not None:
         out["kd1"], out["kd2"] = kd1.detach(), kd2.detach()
     if teacher_logits is not None:
@@ -137,32 +137,66 @@ def born_again_step(models, optimizer, teacher, batch, cfg) -> dict:
 
 @dataclass(frozen=True)
 class Method:
-    """A registry entry: the step, how many nets/heads, and what kind of teacher it uses."""
+    """A registry entry: the step, how many nets/heads, what kind of teacher it uses, its name in
+    tables, and what its training costs (the note ``compute.method_cost`` stores with the estimate).
+
+    The order of :data:`METHODS` is the paper's (Tables 5-8): every table, test and figure orders
+    methods by it (:func:`paper_order`)."""
 
     name: str
     step: Step
     description: str
+    label: str  # display name, e.g. "Smooth-Distill"
+    train_cost_note: str  # how its training FLOPs per window are counted (compute.method_cost)
     single_task: bool = False  # two single-head nets instead of one two-head net
     teacher: str | None = None  # None | "ema" (built from the student) | "stage1" (trained first)
     stage1: str | None = None  # method trained first to give the teacher (born_again)
+    sweeps_lam: bool = False  # an experiment's ``lams`` apply to it (its loss weighs KD by lambda)
+    extra_head_passes: int = 0  # head passes per step beyond the forward (SD-Dropout's dropout views)
+
+    @property
+    def models_trained(self) -> int:
+        """Networks trained for one run: two single-task nets, or a teacher stage and a student."""
+        return 2 if self.single_task or self.stage1 else 1
 
 
 METHODS: dict[str, Method] = {
     "singletask": Method("singletask", singletask_step,
-                         "two independent single-head nets, plain CE each (cost counts both)", single_task=True),
-    "multitask": Method("multitask", multitask_step, "one two-head net, alpha CE1 + (1 - alpha) CE2"),
+                         "two independent single-head nets, plain CE each (cost counts both)",
+                         "Single-task", "2 models x 3 x forward", single_task=True),
+    "multitask": Method("multitask", multitask_step, "one two-head net, alpha CE1 + (1 - alpha) CE2",
+                        "Multitask", "3 x forward"),
     "sd_dropout": Method("sd_dropout", sd_dropout_step,
-                         "multitask + symmetric KL between dropout views of the shared features (T=2)"),
+                         "multitask + symmetric KL between dropout views of the shared features (T=2)",
+                         "SD-Dropout", "3 x (forward + 4 dropout-view head passes)", extra_head_passes=4),
     "born_again": Method("born_again", born_again_step,
                          "stage 1 multitask teacher, stage 2 fresh student with CE + lam KD (T=3)",
+                         "Born-Again", "stage 1: 3 x forward; stage 2: 3 x forward + teacher forward",
                          teacher="stage1", stage1="multitask"),
     "smooth_distill": Method("smooth_distill", smooth_distill_step,
                              "CE + lam KD from an EMA teacher updated after every step (T=3; a=0.999 at full size)",
-                             teacher="ema"),
-}  # fmt: skip
+                             "Smooth-Distill", "3 x forward + teacher forward + EMA (3 x params per step of {batch_size})",
+                             teacher="ema", sweeps_lam=True),
+}
+
+#: methods whose loss weighs distillation by lambda, swept by an experiment's ``lams``
+LAM_METHODS = tuple(name for name, m in METHODS.items() if m.sweeps_lam)
 
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def known_first(values, known) -> list:
+    """The distinct ``values``: those in ``known`` first, in ``known``'s order, then the others in the
+    order they first appear. The one ordering rule for methods, models, splits, ... in tables and
+    figures (a registry's order is the paper's)."""
+    present = list(dict.fromkeys(values))
+    return [v for v in known if v in present] + [v for v in present if v not in known]
+
+
+def paper_order(methods) -> list[str]:
+    """The distinct ``methods`` in the paper's order (:data:`METHODS`), unknown names last."""
+    return known_first(methods, METHODS)

@@ -1,6 +1,7 @@
 """Models: MTL-net (faithful and corrected), LSTM, BiLSTM, GRU and AnpoNet behind one registry.
 
-Every model takes windows ``(N, 1, 3, L)`` and returns a **tuple of logits**, one ``(N, c_k)``
+Every model takes windows ``(N, 1, C, L)`` (``C`` input channels, 3 for x, y, z; any number, e.g.
+6 for accelerometer + gyroscope, chosen with ``build_model(..., n_channels=C)``) and returns a **tuple of logits**, one ``(N, c_k)``
 tensor per entry of ``n_classes`` (two heads = multitask, one head = single-task). Every model
 splits into ``features(x) -> (N, F)`` and ``heads`` (an ``nn.ModuleList`` of ``Linear(F, c_k)``)
 with ``forward(x) == tuple(h(features(x)) for h in heads)`` and nothing in between, so SD-Dropout
@@ -8,7 +9,8 @@ can put its dropout masks between the two.
 
 Input layouts (see ``windows``): ``"faithful"`` is the authors' reshape without transpose (the
 3 rows are consecutive chunks of the interleaved ``x0,y0,z0,x1,...`` stream); ``"axes"`` has the
-rows = x, y, z. ``MODELS[name].layout`` says which layout a model is meant to be fed.
+rows = the channels. ``MODELS[name].layout`` says which layout a model is meant to be fed: the one
+place that fact is written (the runner, the engine's CLI and the cost tables read it there).
 
 >>> model = build_model("mtlnet", (18, 2))
 >>> [t.shape for t in model(torch.zeros(4, 1, 3, 100))]
@@ -25,6 +27,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from smoothdistill_lib.windows import to_layout
+
 DEFAULT_WINDOW_LENGTH = 100
 
 
@@ -37,8 +41,11 @@ class MultiHeadModel(nn.Module):
 
     layout = "axes"
 
-    def __init__(self, n_classes: tuple[int, ...], feature_dim: int):
+    def __init__(self, n_classes: tuple[int, ...], feature_dim: int, n_channels: int = 3):
         super().__init__()
+        if not isinstance(n_channels, int) or isinstance(n_channels, bool) or n_channels < 1:
+            raise ValueError(f"{type(self).__name__}: n_channels must be a positive int, got {n_channels!r}")
+        self.n_channels = n_channels
         self.n_classes = tuple(n_classes)
         self.feature_dim = feature_dim
         self.heads = nn.ModuleList(nn.Linear(feature_dim, c) for c in self.n_classes)
@@ -55,8 +62,9 @@ class MultiHeadModel(nn.Module):
     def _check_input(self, x: torch.Tensor) -> None:
         # Shape errors deep inside a conv/LSTM are cryptic; name the expected layout instead.
         name = type(self).__name__
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != 3:
-            raise ValueError(f"{name}: input must be (N, 1, 3, L) windows, got shape {tuple(x.shape)}")
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.n_channels:
+            raise ValueError(f"{name}: input must be (N, 1, {self.n_channels}, L) windows (built for "
+                             f"n_channels={self.n_channels}), got shape {tuple(x.shape)}")
         length = x.shape[3]
         if self.fixed_length is not None and length != self.fixed_length:
             raise ValueError(
@@ -100,8 +108,9 @@ class MTLNet(MultiHeadModel):
         window_length: int = DEFAULT_WINDOW_LENGTH,
         faithful: bool = True,
         batchnorm: bool = False,
+        n_channels: int = 3,
     ):
-        super().__init__(n_classes, feature_dim=512)
+        super().__init__(n_classes, feature_dim=512, n_channels=n_channels)
         t_out = _mtlnet_time_length(window_length)
         if t_out < 1:
             raise ValueError(f"MTLNet: window_length={window_length} is too short (needs >= 28 samples)")
@@ -112,7 +121,9 @@ class MTLNet(MultiHeadModel):
         self.fixed_length = window_length
         # The authors pass stride=2 (an int, i.e. (2, 2)); the correction pools along time only.
         stride = 2 if faithful else (1, 2)
-        rows = 1 if faithful else 3
+        rows = n_channels
+        if faithful:  # each (2, 2)-strided pooling keeps rows 0, 2, 4, ...: ceil(rows / 2), twice
+            rows = (((rows - 1) // 2 + 1) - 1) // 2 + 1
 
         def bn2d(c: int) -> list[nn.Module]:
             return [nn.BatchNorm2d(c)] if batchnorm else []
@@ -126,12 +137,12 @@ class MTLNet(MultiHeadModel):
             nn.Conv2d(32, 64, kernel_size=(1, 9)), *bn2d(64), nn.ReLU(),
             nn.MaxPool2d(kernel_size=(1, 2), stride=stride),
             nn.Flatten(1),
-        )  # fmt: skip
+        )
         self.flat_dim = 64 * rows * t_out
         self.fc = nn.Sequential(
             nn.Linear(self.flat_dim, 1024), *bn1d(1024), nn.ReLU(),
             nn.Linear(1024, 512), *bn1d(512), nn.ReLU(),
-        )  # fmt: skip
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 1, 3, L)`` -> ``(N, 512)`` shared features (after the last ReLU)."""
@@ -173,17 +184,18 @@ class RecurrentNet(MultiHeadModel):
         dropout: float = 0.2,
         fc_size: int = 128,
         window_length: int | None = None,  # accepted for a uniform interface; any L works
+        n_channels: int = 3,
     ):
-        super().__init__(n_classes, feature_dim=fc_size)
+        super().__init__(n_classes, feature_dim=fc_size, n_channels=n_channels)
         rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.bidirectional = bidirectional
-        self.rnn = rnn_cls(3, hidden_size, num_layers=num_layers, batch_first=True,
+        self.rnn = rnn_cls(n_channels, hidden_size, num_layers=num_layers, batch_first=True,
                            dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
         dirs = 2 if bidirectional else 1
         self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size * dirs, fc_size), nn.ReLU())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 3, L)`` -> ``(N, L, 3)`` sequence -> RNN -> ``(N, fc_size)``."""
+        """``(N, 1, C, L)`` -> ``(N, L, C)`` sequence -> RNN -> ``(N, fc_size)``."""
         self._check_input(x)
         seq = x.squeeze(1).transpose(1, 2)
         _, h = self.rnn(seq)
@@ -210,19 +222,20 @@ class AnpoNet(MultiHeadModel):
         dropout: float = 0.2,
         fc_size: int = 128,
         window_length: int | None = None,  # accepted for a uniform interface; any L >= 4 works
+        n_channels: int = 3,
     ):
-        super().__init__(n_classes, feature_dim=fc_size)
+        super().__init__(n_classes, feature_dim=fc_size, n_channels=n_channels)
         c1, c2 = channels
         self.min_length = 4
         self.conv = nn.Sequential(
-            nn.Conv1d(3, c1, kernel_size=5, padding=2), nn.BatchNorm1d(c1), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(n_channels, c1, kernel_size=5, padding=2), nn.BatchNorm1d(c1), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(c1, c2, kernel_size=5, padding=2), nn.BatchNorm1d(c2), nn.ReLU(), nn.MaxPool1d(2),
-        )  # fmt: skip
+        )
         self.rnn = nn.LSTM(c2, hidden_size, num_layers=2, batch_first=True, dropout=dropout)
         self.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, fc_size), nn.ReLU())
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 1, 3, L)`` -> ``(N, fc_size)``."""
+        """``(N, 1, C, L)`` -> ``(N, fc_size)``."""
         self._check_input(x)
         z = self.conv(x.squeeze(1))  # (N, c2, L//4)
         _, (h_n, _) = self.rnn(z.transpose(1, 2))
@@ -235,57 +248,50 @@ class AnpoNet(MultiHeadModel):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registry entry: ``builder(n_classes, **options) -> MultiHeadModel``."""
+    """One registry entry: ``builder(n_classes, **options) -> MultiHeadModel``, the input layout it
+    is fed (``"faithful"`` | ``"axes"``) and the options it takes (``n_channels`` for all)."""
 
     builder: Callable[..., MultiHeadModel]
     description: str
-    layout: str  # the input layout the model is meant to be fed: "faithful" | "axes"
+    layout: str
+    options: tuple[str, ...]
 
+
+_RECURRENT_OPTIONS = ("hidden_size", "num_layers", "dropout", "fc_size", "window_length", "n_channels")
 
 MODELS: dict[str, ModelSpec] = {
     "mtlnet": ModelSpec(
-        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH: MTLNet(n_classes, window_length, faithful=True),
+        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH, n_channels=3: MTLNet(
+            n_classes, window_length, faithful=True, n_channels=n_channels),
         "MTL-net as released (HARCNN_Multitask): stride-(2,2) pooling, sees input row 0 only, no BN",
-        "faithful",
+        "faithful", ("window_length", "n_channels"),
     ),
     "mtlnet_corrected": ModelSpec(
-        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH, batchnorm=False: MTLNet(
-            n_classes, window_length, faithful=False, batchnorm=batchnorm
-        ),
+        lambda n_classes, window_length=DEFAULT_WINDOW_LENGTH, batchnorm=False, n_channels=3: MTLNet(
+            n_classes, window_length, faithful=False, batchnorm=batchnorm, n_channels=n_channels),
         "MTL-net with time-only pooling (all 3 axes used, Linear(3648, 1024)); optional BN",
-        "axes",
+        "axes", ("window_length", "batchnorm", "n_channels"),
     ),
     "lstm": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", **kw),
         "2-layer LSTM over the L time steps (hidden 64) -> FC 128 -> heads",
-        "axes",
+        "axes", _RECURRENT_OPTIONS,
     ),
     "bilstm": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", bidirectional=True, **kw),
         "2-layer bidirectional LSTM (hidden 64 per direction, concatenated) -> FC 128 -> heads",
-        "axes",
+        "axes", _RECURRENT_OPTIONS,
     ),
     "gru": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="gru", **kw),
         "2-layer GRU over the L time steps (hidden 64) -> FC 128 -> heads",
-        "axes",
+        "axes", _RECURRENT_OPTIONS,
     ),
     "anponet": ModelSpec(
         lambda n_classes, **kw: AnpoNet(n_classes, **kw),
         "our reading of AnpoNet: 2x [Conv1d-BN-ReLU-pool] -> 2-layer LSTM -> FC 128 -> heads",
-        "axes",
+        "axes", tuple(p for p in inspect.signature(AnpoNet).parameters if p != "n_classes"),
     ),
-}
-
-# Options each registry entry accepts, for a clear error (the lambdas above hide them).
-_RECURRENT_OPTIONS = ("hidden_size", "num_layers", "dropout", "fc_size", "window_length")
-_OPTIONS = {
-    "mtlnet": ("window_length",),
-    "mtlnet_corrected": ("window_length", "batchnorm"),
-    "lstm": _RECURRENT_OPTIONS,
-    "bilstm": _RECURRENT_OPTIONS,
-    "gru": _RECURRENT_OPTIONS,
-    "anponet": tuple(p for p in inspect.signature(AnpoNet).parameters if p != "n_classes"),
 }
 
 
@@ -303,15 +309,15 @@ def _check_n_classes(n_classes) -> tuple[int, ...]:
 def build_model(name: str, n_classes: tuple[int, ...], **options) -> MultiHeadModel:
     """Build registry model ``name`` with one head per entry of ``n_classes``.
 
-    ``options`` are model-specific (``window_length`` for all; ``batchnorm`` for
+    ``options`` are model-specific (``window_length`` and ``n_channels`` (default 3) for all; ``batchnorm`` for
     ``mtlnet_corrected``; ``hidden_size``, ``num_layers``, ``dropout``, ``fc_size`` for the RNNs).
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; the registry has: {', '.join(MODELS)}")
     n_classes = _check_n_classes(n_classes)
-    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    unknown = sorted(set(options) - set(MODELS[name].options))
     if unknown:
-        raise ValueError(f"model {name!r} does not take option(s) {unknown}; it takes {list(_OPTIONS[name])}")
+        raise ValueError(f"model {name!r} does not take option(s) {unknown}; it takes {list(MODELS[name].options)}")
     return MODELS[name].builder(n_classes, **options)
 
 
@@ -324,8 +330,14 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def describe(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 3, DEFAULT_WINDOW_LENGTH)) -> pd.DataFrame:
-    """Shape table of ``model`` for one forward pass on zeros of ``input_shape``.
+def _default_input(model: nn.Module) -> tuple[int, int]:
+    """(channels, window length) a model is built for (3 and 100 when it does not say)."""
+    return getattr(model, "n_channels", 3), getattr(model, "fixed_length", None) or DEFAULT_WINDOW_LENGTH
+
+
+def describe(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """Shape table of ``model`` for one forward pass on zeros of ``input_shape`` (default
+    ``(1, 1, C, L)`` with the model's channels and window length).
 
     One row per call of a leaf module, in call order: ``layer`` (qualified name), ``type``,
     ``output_shape`` (a tuple, batch first; the first tensor for RNNs) and ``parameters`` (the
@@ -342,13 +354,15 @@ def describe(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 3, DEFAULT_
                 "type": type(module).__name__,
                 "output_shape": tuple(out.shape),
                 "parameters": sum(p.numel() for p in module.parameters(recurse=False)),
-            })  # fmt: skip
+            })
 
         return record
 
     for name, module in model.named_modules():
         if name and not any(True for _ in module.children()):
             hooks.append(module.register_forward_hook(hook(name)))
+    if input_shape is None:
+        input_shape = (1, 1, *_default_input(model))
     was_training = model.training
     try:
         param = next(model.parameters(), None)
@@ -365,50 +379,49 @@ def describe(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 3, DEFAULT_
 
 def input_influence(
     model: nn.Module,
-    input_shape: tuple[int, ...] = (1, 3, DEFAULT_WINDOW_LENGTH),
+    input_shape: tuple[int, ...] | None = None,
     X: torch.Tensor | None = None,
     delta: float = 0.5,
     n_windows: int = 4,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Which input entries the network sees: ``(3, L)`` max |change of any logit| per entry.
+    """Which input entries the network sees: ``(C, L)`` max |change of any logit| per entry.
 
-    Each entry ``(axis, t)`` of the windows is raised by ``delta`` on its own, the perturbed windows
+    Each entry ``(channel, t)`` of the windows is raised by ``delta`` on its own, the perturbed windows
     are fed to ``model`` in the layout it is meant for (``model.layout``: ``"faithful"`` windows
     are converted with ``windows.to_layout``), and the largest absolute change of any logit over
     the windows is recorded. An entry the network ignores gives exactly 0 (its change never reaches
-    the fully connected layers). ``X``: windows ``(N, 1, 3, L)`` in the **axes** layout (rows x, y,
-    z); default ``n_windows`` standard-normal windows of ``input_shape`` drawn with ``seed`` (the
-    global RNG is untouched). Eval mode, no gradients; the model's mode is restored.
+    the fully connected layers). ``X``: windows ``(N, 1, C, L)`` in the **axes** layout (rows = the
+    channels); default ``n_windows`` standard-normal windows of ``input_shape`` (default ``(1, C, L)``
+    with the model's channels and window length) drawn with ``seed`` (the global RNG is untouched). Eval mode, no gradients; the model's mode is restored.
     """
-    from smoothdistill_lib.windows import to_layout  # windows does not import models: no cycle
-
     if X is None:
-        if len(input_shape) != 3 or tuple(input_shape[:2]) != (1, 3):
-            raise ValueError(f"input_influence: input_shape must be (1, 3, L), got {tuple(input_shape)}")
+        input_shape = (1, *_default_input(model)) if input_shape is None else tuple(input_shape)
+        if len(input_shape) != 3 or input_shape[0] != 1:
+            raise ValueError(f"input_influence: input_shape must be (1, C, L), got {input_shape}")
         gen = torch.Generator().manual_seed(seed)
         X = torch.randn(n_windows, *input_shape, generator=gen)
     X = torch.as_tensor(X, dtype=torch.float32)
-    if X.ndim != 4 or X.shape[1:3] != (1, 3):
-        raise ValueError(f"input_influence: X must be windows (N, 1, 3, L) in the axes layout, got {tuple(X.shape)}")
-    n, length = X.shape[0], X.shape[-1]
+    if X.ndim != 4 or X.shape[1] != 1:
+        raise ValueError(f"input_influence: X must be windows (N, 1, C, L) in the axes layout, got {tuple(X.shape)}")
+    n, c, length = X.shape[0], X.shape[2], X.shape[-1]
     param = next(model.parameters(), None)
     X = X.to(param.device if param is not None else "cpu")
     layout = getattr(model, "layout", "axes")
-    one_hot = torch.eye(3 * length, device=X.device).reshape(3 * length, 1, 3, length)  # one per (axis, t)
+    one_hot = torch.eye(c * length, device=X.device).reshape(c * length, 1, c, length)  # one per (channel, t)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            change = torch.zeros(3 * length, device=X.device)
-            for i in range(n):  # one window at a time: 3L perturbed copies, bounded memory
+            change = torch.zeros(c * length, device=X.device)
+            for i in range(n):  # one window at a time: C*L perturbed copies, bounded memory
                 moved = torch.cat(model(to_layout(X[i] + delta * one_hot, "axes", layout)), dim=1)
-                # The reference is 3L unperturbed copies, a batch of the same shape: CPU kernels pick
+                # The reference is C*L unperturbed copies, a batch of the same shape: CPU kernels pick
                 # their algorithm by batch size, and a different one would differ in the last bit
                 # everywhere, hiding the exact zeros this measures.
-                same = X[i].expand(3 * length, 1, 3, length).contiguous()
+                same = X[i].expand(c * length, 1, c, length).contiguous()
                 base = torch.cat(model(to_layout(same, "axes", layout)), dim=1)
                 change = torch.maximum(change, (moved - base).abs().amax(dim=1))
     finally:
         model.train(was_training)
-    return change.reshape(3, length).cpu()
+    return change.reshape(c, length).cpu()

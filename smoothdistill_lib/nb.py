@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import tempfile
 from collections.abc import Mapping
@@ -23,6 +21,10 @@ import numpy as np
 import pandas as pd
 
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root
+from smoothdistill_lib.experiment import missing_datasets
+from smoothdistill_lib.fileio import atomic_write_json, file_lock, json_hash
+from smoothdistill_lib.records import load_experiment
+from smoothdistill_lib.runner import run_experiment
 
 #: the measured-timings file, relative to the repository root
 TIMINGS_FILE = Path("book") / "_timings.json"
@@ -180,29 +182,14 @@ def record_timing(chapter: str, mode: str, device: str, seconds: float, path: Pa
     with _locked(path):  # several chapters may be executed at once: no lost update
         table = load_timings(path)
         table.setdefault(chapter, {}).setdefault(device, {})[mode] = {"seconds": round(float(seconds), 1), **extra}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves half a file
+        atomic_write_json(path, table, sort_keys=True)  # a crash never leaves half a file
     return table
 
 
-@contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive lock for read-modify-write of ``path`` (a lock file in the temp folder, so the
-    repository gets no stray files). Where ``fcntl`` does not exist (Windows) there is no lock."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    name = "smoothdistill-" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12] + ".lock"
-    with open(Path(tempfile.gettempdir()) / name, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """An exclusive lock for read-modify-write of ``path``: a lock file in the temp folder (named by
+    the path's hash), so the repository gets no stray files."""
+    return file_lock(Path(tempfile.gettempdir()) / f"smoothdistill-{json_hash(str(path.resolve()), 12)}.lock")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -233,22 +220,20 @@ def time_table(chapter: str, path: Path | None = None) -> pd.DataFrame:
 
 def grid_when_present(name: str, mode: str | ModeSettings | None = None, root: Path | None = None):
     """Run the experiment ``configs/<name>.yaml`` in ``mode`` when its datasets are on this machine,
-    and return its :class:`report.Records`; otherwise print ONE line saying what is missing and how
+    and return its :class:`records.Records`; otherwise print ONE line saying what is missing and how
     to get it, and return None. Nothing is downloaded here; the grid resumes, so a second call trains
     nothing. ``root``: the repository (default :func:`config.project_root`).
 
     Chapters use it for datasets that are not shipped (MHEALTH): they run by themselves on a machine
     that has the data, and say so in one line elsewhere.
     """
-    from smoothdistill_lib import report, runner
-
     path = Path(root or project_root()) / "configs" / f"{name}.yaml"
     if not path.exists():
         print(f"{name} runs skipped: {path} is not here; clone the book's repository to run its grids")
         return None
-    missing = runner.missing_datasets(path)
+    missing = missing_datasets(path)
     if missing:
         print(f"{name} runs skipped: " + "; ".join(missing.values()))
         return None
-    runner.run_experiment(path, mode=getattr(mode, "name", mode))
-    return report.load_experiment(name)
+    run_experiment(path, mode=getattr(mode, "name", mode))
+    return load_experiment(name)

@@ -16,8 +16,9 @@ callers feeding the faithful MTL-net (model ``mtlnet``) convert with
 Normalisation: with ``normalise="standardize"`` a :class:`~smoothdistill_lib.splits.Standardizer`
 is fitted on ``split.train`` only (fit + validation windows of every fold; never a test window)
 and APPLIED to ``Prepared.windows.X`` here, so the engine needs no normalisation step. The fitted
-statistics (6 numbers) are stored in ``Prepared.standardizer``. Validation windows do contribute
-to them: 6 per-axis numbers, a negligible leak we accept for one shared ``X``.
+statistics (a mean and a std per channel) are stored in ``Prepared.standardizer`` (and by
+``checkpoints.fit_or_load`` with the weights, to scale new recordings alike). Validation windows do
+contribute to them: 2 numbers per channel, a negligible leak we accept for one shared ``X``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smoothdistill_lib import datasets
 from smoothdistill_lib.config import get_mode
 from smoothdistill_lib.recordings import Recording
 from smoothdistill_lib.splits import (
@@ -78,13 +80,6 @@ class Prepared:
         }
 
 
-def _load_recording(name: str, mode: str, **options) -> Recording:
-    # lazy: the loaders (and their dependencies) are only imported when a dataset is loaded
-    from smoothdistill_lib import datasets
-
-    return datasets.load_recording(name, mode=mode, **options)
-
-
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
@@ -102,6 +97,7 @@ def prepare(
     length: int = 100,
     step: int = 60,
     n_folds: int = 5,
+    test_subjects=None,
     **load_options,
 ) -> Prepared:
     """Load ``dataset`` (a registry name, or a :class:`Recording` already loaded), window it, cap it
@@ -110,6 +106,7 @@ def prepare(
 
     ``mode`` (quick | demo | full, default ``$SMOOTHDISTILL_MODE``) sizes the data: the loader gets it
     (e.g. quick mode loads 3 WISDM subjects) and ``max_windows`` defaults to its cap.
+    ``test_subjects`` (subject protocol only) holds out those subjects instead of drawing them.
     ``load_options`` go to ``datasets.load_recording``.
     """
     if protocol not in PROTOCOLS:
@@ -127,16 +124,18 @@ def prepare(
     if isinstance(dataset, Recording):
         rec = dataset
     else:
-        rec = _load_recording(dataset, settings.name, **load_options)
+        rec = datasets.load_recording(dataset, mode=settings.name, **load_options)
     windows = make_windows(rec, length=length, step=step, stream=stream, label_rule=label_rule, layout=layout)
     n_uncapped = len(windows)
     if cap is not None and n_uncapped > cap:
         windows = windows.subset(contiguous_cap(windows, cap, seed))
 
     if protocol == "paper":
+        if test_subjects is not None:
+            raise ValueError("prepare: test_subjects applies to protocol='subject' only")
         split = paper_split(windows, seed=seed, n_folds=n_folds)
     else:
-        split = subject_split(windows, seed=seed, n_folds=n_folds)
+        split = subject_split(windows, seed=seed, n_folds=n_folds, test_subjects=test_subjects)
     if len(windows) < n_uncapped:
         split.notes.append(f"capped to {len(windows)} of {n_uncapped} windows (a contiguous block per session, seed {seed})")
     meter = leakage(windows, split)
@@ -145,18 +144,19 @@ def prepare(
         standardizer = Standardizer.fit(windows.X, split.train, layout=layout)
         windows.X = standardizer.transform(windows.X)
     else:
-        standardizer = Standardizer.identity(layout)
+        standardizer = Standardizer.identity(layout, windows.X.shape[2])
 
     options = _jsonable({
         "dataset": rec.name if isinstance(dataset, Recording) else dataset, "protocol": protocol,
         "mode": settings.name, "seed": seed, "stream": stream, "label_rule": label_rule,
         "layout": layout, "normalise": normalise, "length": length, "step": step, "n_folds": n_folds,
         "max_windows": cap, "n_windows_uncapped": n_uncapped, "load_options": load_options,
+        **({} if test_subjects is None else {"test_subjects": sorted(test_subjects)}),
     })
     recording = _jsonable({
         "name": rec.name, "n_samples": len(rec), "subjects": [int(s) for s in rec.subjects()],
         "activity_names": list(rec.activity_names), "placement_names": list(rec.placement_names),
-        "sampling_rate_hz": float(rec.sampling_rate_hz),
+        "sampling_rate_hz": float(rec.sampling_rate_hz), "channels": list(rec.channels),
     })
     return Prepared(windows, split, recording, options, meter, standardizer)
 

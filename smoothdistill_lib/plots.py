@@ -21,7 +21,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from smoothdistill_lib.stats import METHOD_ORDER, summary
+from smoothdistill_lib.methods import METHODS, known_first
+from smoothdistill_lib.models import MODELS
+from smoothdistill_lib.stats import summary
 
 PANEL_W, PANEL_H = 2.7, 2.2  # inches per panel: compact figures for a book page
 
@@ -46,10 +48,8 @@ def _need(df: pd.DataFrame, cols: Sequence[str | None], what: str) -> None:
         raise ValueError(f"{what}: the table is empty")
 
 
-def _order(values, preferred: Sequence[str] = METHOD_ORDER) -> list:
-    present = list(dict.fromkeys(values))
-    known = [v for v in preferred if v in present]
-    return known + [v for v in present if v not in known]
+def _order(values, preferred: Sequence[str] = tuple(METHODS)) -> list:
+    return known_first(values, preferred)
 
 
 def _figure_legend(fig: Figure, axes, drop: Sequence[str] = ()) -> None:
@@ -292,7 +292,7 @@ def plot_ratio_curves(
     ``df`` tidy, one row per run; panels = ``row`` (datasets) x ``col`` (tasks); mean and 95 %
     t-CI over seeds. The paper has one figure per dataset: filter ``df`` or keep ``row``.
     """
-    order = _order(df[hue].astype(str), ("mtlnet", "mtlnet_corrected", "lstm", "bilstm", "gru", "anponet")) \
+    order = _order(df[hue].astype(str), tuple(MODELS)) \
         if hue and hue in df.columns else None
     return _facet_lines(df, x, y, hue, col, row, False, "training ratio", f"{y} (%)", "plot_ratio_curves",
                         hue_order=order)

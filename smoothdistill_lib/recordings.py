@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-#: columns of :attr:`Recording.frame` and their dtypes
-COLUMNS = {
-    "x": "float32",
-    "y": "float32",
-    "z": "float32",
+#: the signal channels of the shipped datasets (tri-axial accelerometers)
+CHANNELS = ("x", "y", "z")
+#: columns of :attr:`Recording.frame` besides the channels, and their dtypes (channels are float32)
+LABEL_COLUMNS = {
     "subject": "int32",  # subject id as in the dataset (WISDM 1600.., MHEALTH 1..10, sleep 1..)
     "activity": "int16",  # task-1 label id: index into Recording.activity_names
     "placement": "int8",  # task-2 label id: index into Recording.placement_names
@@ -28,7 +27,9 @@ COLUMNS = {
 class Recording:
     """All samples of a dataset in its documented stream order.
 
-    ``frame`` has one row per sample with the columns of :data:`COLUMNS`. The row order is the
+    ``frame`` has one row per sample: one float32 column per name in ``channels`` (the signal, e.g.
+    ``x y z``, or ``ax ay az gx gy gz`` for accelerometer + gyroscope) and the columns of
+    :data:`LABEL_COLUMNS`. The row order is the
     *stream order* that the paper's protocol windows over (e.g. WISDM: every phone file, sorted by
     name, then every watch file, sorted by name; rows in file order).
     """
@@ -39,9 +40,15 @@ class Recording:
     placement_names: list[str]
     sampling_rate_hz: float  # nominal rate; per-session rates (if measured) live in ``info``
     info: dict = field(default_factory=dict)
+    channels: tuple[str, ...] = CHANNELS
 
     def __post_init__(self) -> None:
-        missing = [c for c in COLUMNS if c not in self.frame.columns]
+        self.channels = tuple(self.channels)
+        if not self.channels or len(set(self.channels)) != len(self.channels) \
+                or set(self.channels) & set(LABEL_COLUMNS):
+            raise ValueError(f"Recording {self.name!r}: channels {self.channels} must be distinct names other "
+                             f"than {list(LABEL_COLUMNS)}")
+        missing = [c for c in (*self.channels, *LABEL_COLUMNS) if c not in self.frame.columns]
         if missing:
             raise ValueError(f"Recording {self.name!r}: frame lacks columns {missing}")
 
@@ -49,9 +56,9 @@ class Recording:
         return len(self.frame)
 
     @property
-    def xyz(self) -> np.ndarray:
-        """(n_samples, 3) float32 view of the signal."""
-        return self.frame[["x", "y", "z"]].to_numpy(dtype=np.float32)
+    def signal(self) -> np.ndarray:
+        """(n_samples, C) float32 signal, columns in ``channels`` order."""
+        return self.frame[list(self.channels)].to_numpy(dtype=np.float32)
 
     @property
     def n_classes(self) -> tuple[int, int]:
@@ -69,9 +76,19 @@ class Recording:
         return t
 
 
-def make_frame(**columns) -> pd.DataFrame:
-    """Build a frame with exactly :data:`COLUMNS`, cast to their dtypes."""
-    return pd.DataFrame({c: np.asarray(columns[c]).astype(dt, copy=False) for c, dt in COLUMNS.items()})
+def make_frame(channels: tuple[str, ...] = CHANNELS, **columns) -> pd.DataFrame:
+    """A frame with the ``channels`` (float32) and :data:`LABEL_COLUMNS` (their dtypes), in that
+    order. Every column must be given and no other: a column that is not named in ``channels``
+    raises instead of being dropped silently."""
+    channels = tuple(channels)
+    want = (*channels, *LABEL_COLUMNS)
+    extra = [c for c in columns if c not in want]
+    missing = [c for c in want if c not in columns]
+    if extra or missing:
+        raise ValueError(f"make_frame: columns {extra} are not in channels {list(channels)} or the label "
+                         f"columns" if extra else f"make_frame: missing columns {missing}")
+    dtypes = {**dict.fromkeys(channels, "float32"), **LABEL_COLUMNS}
+    return pd.DataFrame({c: np.asarray(columns[c]).astype(dt, copy=False) for c, dt in dtypes.items()})
 
 
 def sessions_from_runs(*keys: np.ndarray) -> np.ndarray:

@@ -76,11 +76,14 @@ def paper_split(windows_or_n, seed: int = 42, test_size: float = 0.2, n_folds: i
     return Split(_as_index(train), _as_index(test), folds, "paper", seed, notes)
 
 
-def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, n_folds: int = 5) -> Split:
-    """Hold out ceil(test_fraction * n_subjects) whole subjects for test; validation folds grouped by
-    subject (``GroupKFold`` shuffled with ``seed``). With fewer training subjects than ``n_folds`` it
-    uses one fold per training subject; with a single training subject the folds fall back to a
-    window-wise ``KFold`` (both said in ``notes``)."""
+def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, n_folds: int = 5,
+                  test_subjects=None) -> Split:
+    """Hold out whole subjects for test: the ``test_subjects`` given (subject ids as in
+    ``windows.subject``), else ceil(test_fraction * n_subjects) drawn with ``seed``
+    (``GroupShuffleSplit``). Validation folds are grouped by subject (``GroupKFold`` shuffled with
+    ``seed``). With fewer training subjects than ``n_folds`` it uses one fold per training subject;
+    with a single training subject the folds fall back to a window-wise ``KFold`` (both said in
+    ``notes``)."""
     subjects = np.asarray(windows.subject)
     n_subjects = len(np.unique(subjects))
     if n_subjects < 2:
@@ -89,8 +92,18 @@ def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, 
             "protocol needs at least 2 (use protocol='paper')"
         )
     idx = np.arange(len(windows))
-    gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
-    train, test = next(gss.split(idx, groups=subjects))
+    if test_subjects is None:
+        gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
+        train, test = next(gss.split(idx, groups=subjects))
+    else:
+        chosen = np.unique(np.asarray(list(test_subjects)))
+        unknown = sorted(set(chosen.tolist()) - set(np.unique(subjects).tolist()))
+        if unknown or len(chosen) == 0 or len(chosen) == n_subjects:
+            raise ValueError(f"subject_split: test_subjects {chosen.tolist()} must be some, not all, of the "
+                             f"subjects of {windows.dataset!r} ({np.unique(subjects).tolist()})"
+                             + (f"; unknown: {unknown}" if unknown else ""))
+        held = np.isin(subjects, chosen)
+        train, test = idx[~held], idx[held]
     train_subjects = np.unique(subjects[train])
     notes = [f"test subjects: {sorted(int(s) for s in np.unique(subjects[test]))}"]
     k = min(n_folds, len(train_subjects))
@@ -207,27 +220,28 @@ def stratified_cap(windows: Windows, max_windows: int, seed: int = 0, by_subject
 
 @dataclass
 class Standardizer:
-    """Per-axis (x, y, z) mean and std, fitted on training windows only.
+    """Per-channel mean and std (x, y, z, or any C channels), fitted on training windows only.
 
-    Works in either layout: statistics are per axis, and :meth:`transform` maps them onto the
-    positions of ``layout`` (in the faithful layout an axis is every third interleaved value).
+    Works in either layout: statistics are per channel, and :meth:`transform` maps them onto the
+    positions of ``layout`` (in the faithful layout a channel is every C-th interleaved value).
+    A checkpoint stores :meth:`to_dict` so that new recordings are scaled as the training data were.
     """
 
-    mean: np.ndarray  # (3,) float64, x y z
-    std: np.ndarray  # (3,) float64, x y z
+    mean: np.ndarray  # (C,) float64, in channel order
+    std: np.ndarray  # (C,) float64, in channel order
     layout: str = "axes"
 
     @classmethod
     def fit(cls, X: np.ndarray, indices=None, layout: str = "axes", chunk: int = 8192) -> Standardizer:
-        """Fit on ``X[indices]`` (N, 1, 3, L) (all rows when ``indices`` is None); rows outside are
+        """Fit on ``X[indices]`` (N, 1, C, L) (all rows when ``indices`` is None); rows outside are
         never read. Chunked float64 sums, so no copy of the training set is made."""
         if layout not in LAYOUTS:
             raise ValueError(f"Standardizer.fit: layout={layout!r}; choose one of {LAYOUTS}")
         idx = np.arange(len(X)) if indices is None else _as_index(indices)
         if len(idx) == 0:
             raise ValueError("Standardizer.fit: no training windows to fit on")
-        s = np.zeros(3)
-        ss = np.zeros(3)
+        s = np.zeros(X.shape[2])
+        ss = np.zeros(X.shape[2])
         for a in range(0, len(idx), chunk):
             xa = to_layout(X[idx[a : a + chunk]], layout, "axes")[:, 0].astype(np.float64)
             s += xa.sum(axis=(0, 2))
@@ -238,12 +252,21 @@ class Standardizer:
         return cls(mean, np.where(std > 1e-8, std, 1.0), layout)  # constant axis: leave its scale
 
     @classmethod
-    def identity(cls, layout: str = "axes") -> Standardizer:
+    def identity(cls, layout: str = "axes", n_channels: int = 3) -> Standardizer:
         """``normalise="none"``: transform is a no-op (the paper feeds raw units)."""
-        return cls(np.zeros(3), np.ones(3), layout)
+        return cls(np.zeros(n_channels), np.ones(n_channels), layout)
+
+    @classmethod
+    def from_dict(cls, d) -> Standardizer:
+        """The inverse of :meth:`to_dict`."""
+        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["std"], dtype=np.float64),
+                   d.get("layout", "axes"))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """``(X - mean) / std`` per axis, float32, same shape and layout as ``X``."""
+        """``(X - mean) / std`` per channel, float32, same shape and layout as ``X``."""
+        if X.shape[2] != len(self.mean):
+            raise ValueError(f"Standardizer: fitted on {len(self.mean)} channels, X has {X.shape[2]} "
+                             f"(shape {tuple(X.shape)})")
         length = X.shape[-1]
         mean = to_layout(np.repeat(self.mean[None, None, :, None], length, axis=3), "axes", self.layout)
         std = to_layout(np.repeat(self.std[None, None, :, None], length, axis=3), "axes", self.layout)

@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from smoothdistill_lib.methods import paper_order
+
 TESTS = ("ttest", "wilcoxon", "corrected")
-# Table 8's row/column order.
-METHOD_ORDER = ("singletask", "multitask", "sd_dropout", "born_again", "smooth_distill")
 
 
 def _values(values, name: str) -> np.ndarray:
@@ -134,8 +134,7 @@ def _ordered_methods(present, methods: Sequence[str] | None) -> list[str]:
         if missing:
             raise ValueError(f"methods {missing} have no results; present: {present}")
         return list(methods)
-    known = [m for m in METHOD_ORDER if m in present]
-    return known + sorted(m for m in present if m not in METHOD_ORDER)
+    return paper_order(present)
 
 
 def _wide(df: pd.DataFrame, method_col: str, value_col: str, pair_cols: Sequence[str]) -> pd.DataFrame:

@@ -6,11 +6,11 @@ labelled by the window's last sample (reference notes §6.1). Two switches give 
 ``stream="session"`` (windows never cross a subject/placement/session boundary) and
 ``label_rule="majority"`` (the paper's text).
 
-Layouts of ``X`` (N, 1, 3, L) (reference notes §1.2):
+Layouts of ``X`` (N, 1, C, L), C = the recording's channels (x, y, z: 3; reference notes §1.2):
 
-- ``"axes"``: rows are the x, y, z axes over time (a transpose of the (N, L, 3) windows); what every
+- ``"axes"``: rows are the channels over time (a transpose of the (N, L, C) windows); what every
   model except the faithful MTL-net expects.
-- ``"faithful"``: the authors' no-transpose ``reshape(-1, 1, 3, L)`` of the (N, L, 3) windows, so
+- ``"faithful"``: the authors' no-transpose ``reshape(-1, 1, C, L)`` of the (N, L, C) windows, so
   row 0 is ``x0, y0, z0, x1, y1, z1, ...``: what the faithful ``mtlnet`` is fed.
 
 :func:`to_layout` converts between them (numpy arrays or torch tensors).
@@ -35,7 +35,7 @@ LAYOUTS = ("axes", "faithful")
 class Windows:
     """Windows of one recording (contract in CONTRIBUTING.md).
 
-    ``X`` (N, 1, 3, L) float32 in ``layout``; ``y1`` (task 1: activity/posture) and ``y2`` (task 2:
+    ``X`` (N, 1, C, L) float32 in ``layout`` (C = ``len(channels)``); ``y1`` (task 1: activity/posture) and ``y2`` (task 2:
     placement) (N,) int64; ``subject``, ``placement``, ``session`` (N,) of the window's LAST sample;
     ``start`` (N,) int64, index of the window's first sample in the recording's stream.
     ``sessions`` (optional) has one row per contiguous subject/placement/session run of the stream
@@ -59,6 +59,7 @@ class Windows:
     placement_names: list[str]
     dataset: str = ""
     sessions: pd.DataFrame | None = field(default=None, repr=False)
+    channels: tuple[str, ...] = ("x", "y", "z")
 
     _PER_WINDOW = ("X", "y1", "y2", "subject", "placement", "session", "start")
 
@@ -167,7 +168,8 @@ def make_windows(
     ``stream="paper"``: one concatenated stream (windows may straddle two files/subjects/placements,
     as in the authors' code); ``"session"``: windows restart in every subject/placement/session run.
     ``label_rule``: ``"last"`` (authors' code) or ``"majority"`` (paper text; ties in :func:`_labels`).
-    Returns :class:`Windows` with ``X`` (N, 1, 3, length) float32 in ``layout``.
+    Returns :class:`Windows` with ``X`` (N, 1, C, length) float32 in ``layout``, C = the
+    recording's channels (``rec.channels``).
     """
     for name, value, allowed in (("stream", stream, STREAMS), ("label_rule", label_rule, LABEL_RULES),
                                  ("layout", layout, LAYOUTS)):
@@ -182,13 +184,14 @@ def make_windows(
             f"(stream={stream!r}, longest run {int(runs['n_samples'].max()) if len(runs) else 0})"
         )
     f = rec.frame
-    xyz = np.ascontiguousarray(rec.xyz, dtype=np.float32)
+    sig = np.ascontiguousarray(rec.signal, dtype=np.float32)  # (n, C)
+    c = sig.shape[1]
     if layout == "axes":
-        # sliding_window_view over time gives (n - L + 1, 3, L): already rows = axes
-        X = sliding_window_view(xyz, length, axis=0)[starts][:, None]
+        # sliding_window_view over time gives (n - L + 1, C, L): already rows = channels
+        X = sliding_window_view(sig, length, axis=0)[starts][:, None]
     else:
-        # authors: windows (N, L, 3) reshaped with no transpose = L*3 consecutive interleaved values
-        X = sliding_window_view(xyz.reshape(-1), 3 * length)[3 * starts].reshape(-1, 1, 3, length)
+        # authors: windows (N, L, C) reshaped with no transpose = L*C consecutive interleaved values
+        X = sliding_window_view(sig.reshape(-1), c * length)[c * starts].reshape(-1, 1, c, length)
     end = starts + length - 1
     return Windows(
         X=np.ascontiguousarray(X, dtype=np.float32),
@@ -207,29 +210,30 @@ def make_windows(
         placement_names=list(rec.placement_names),
         dataset=rec.name,
         sessions=runs,
+        channels=tuple(rec.channels),
     )
 
 
 def to_layout(X, src: str, dst: str):
-    """Convert windows ``X`` (N, 1, 3, L) from layout ``src`` to ``dst`` (numpy array or torch tensor).
+    """Convert windows ``X`` (N, 1, C, L) from layout ``src`` to ``dst`` (numpy array or torch tensor).
 
-    ``axes -> faithful`` is the authors' reshape of the (N, L, 3) windows; ``faithful -> axes`` undoes it.
+    ``axes -> faithful`` is the authors' reshape of the (N, L, C) windows; ``faithful -> axes`` undoes it.
     """
     for name, value in (("src", src), ("dst", dst)):
         if value not in LAYOUTS:
             raise ValueError(f"to_layout: {name}={value!r}; choose one of {LAYOUTS}")
     if src == dst:
         return X
-    if X.ndim != 4 or X.shape[1] != 1 or X.shape[2] != 3:
-        raise ValueError(f"to_layout: X must have shape (N, 1, 3, L), got {tuple(X.shape)}")
-    n, length = X.shape[0], X.shape[3]
+    if X.ndim != 4 or X.shape[1] != 1:
+        raise ValueError(f"to_layout: X must have shape (N, 1, C, L), got {tuple(X.shape)}")
+    n, c, length = X.shape[0], X.shape[2], X.shape[3]
     is_torch = hasattr(X, "permute")
 
     def swap_last_two(a):  # (N, A, B) -> (N, B, A) for numpy and torch alike
         return a.permute(0, 2, 1) if is_torch else a.transpose(0, 2, 1)
 
-    if src == "axes":  # (N,1,3,L) -> (N,L,3) windows -> the authors' reshape
-        out = swap_last_two(X[:, 0]).reshape(n, 1, 3, length)
-    else:  # faithful rows are the flattened (L, 3) windows: undo the reshape, then transpose
-        out = swap_last_two(X.reshape(n, length, 3))[:, None]
+    if src == "axes":  # (N,1,C,L) -> (N,L,C) windows -> the authors' reshape
+        out = swap_last_two(X[:, 0]).reshape(n, 1, c, length)
+    else:  # faithful rows are the flattened (L, C) windows: undo the reshape, then transpose
+        out = swap_last_two(X.reshape(n, length, c))[:, None]
     return out.contiguous() if is_torch else np.ascontiguousarray(out)

@@ -16,7 +16,7 @@ def test_round_trip_with_weights_only(tmp_path, monkeypatch, tiny_net):
     torch.manual_seed(0)
     sds = {"student": tiny_net(batchnorm=True).state_dict(), "teacher": tiny_net(batchnorm=True).state_dict()}
     meta = {"config": TrainConfig(method="smooth_distill", epochs=2), "best_epoch": np.int64(2),
-            "metrics": {"val_acc_task1": 91.5, "undefined": float("nan")}}  # fmt: skip
+            "metrics": {"val_acc_task1": 91.5, "undefined": float("nan")}}
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
@@ -70,7 +70,7 @@ def test_train_or_load_trains_once_per_config(tmp_path, tiny_net):
         def run():
             calls.append(cfg)
             return fit((X, y1, y2), np.arange(60), np.arange(60, 70), np.arange(70, 80), cfg, progress=False,
-                       build=tiny_net, n_classes=(4, 3))  # fmt: skip
+                       build=tiny_net, n_classes=(4, 3))
 
         return run
 
@@ -107,7 +107,7 @@ def test_fit_or_load_loads_an_identical_run_and_retrains_a_changed_one(tmp_path,
 
     def run(config=cfg, d=data, fit_idx=idx[0], **kw):
         return checkpoints.fit_or_load(tmp_path, d, fit_idx, idx[1], idx[2], config, progress=False,
-                                       build=tiny_net, n_classes=(4, 3), **kw)  # fmt: skip
+                                       build=tiny_net, n_classes=(4, 3), **kw)
 
     first, second = run(), run()
     assert len(calls) == 1 and not first.loaded and second.loaded  # the second call did not train
@@ -131,7 +131,7 @@ def test_summary_reads_the_measured_numbers_back(tmp_path, tiny_net):
     data = _toy_data()
     cfg = TrainConfig(method="born_again", epochs=2, batch_size=16)
     ck = checkpoints.fit_or_load(tmp_path, data, np.arange(60), np.arange(60, 70), np.arange(70, 80), cfg,
-                                 progress=False, build=tiny_net, n_classes=(4, 3), name="ba")  # fmt: skip
+                                 progress=False, build=tiny_net, n_classes=(4, 3), name="ba")
     s = checkpoints.summary(ck)
     hist = ck.result.history
     assert ck.metadata["n_fit"] == 60 and s["epochs run"] == 4 and s["networks trained"] == 2

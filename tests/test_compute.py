@@ -22,6 +22,7 @@ from smoothdistill_lib.compute import (
     model_size_mb,
     rnn_flops,
 )
+from smoothdistill_lib.methods import METHODS
 from smoothdistill_lib.models import build_model
 
 torch.set_num_threads(1)
@@ -125,7 +126,7 @@ def test_lstm_model_flops_nonzero_and_equal_formula():
 def test_method_cost_counts_models_per_method():
     f = 2 * tiny_macs((4, 2))
     costs = {m: method_cost(m, "tiny", (4, 2), (1, 3, 20), builder=tiny_builder, batch_size=8)
-             for m in compute.METHODS}
+             for m in METHODS}
     single_f = 2 * tiny_macs((4,)) + 2 * tiny_macs((2,))
     assert costs["singletask"]["flops"]["value"] == single_f
     assert costs["singletask"]["models_at_inference"] == 2 and costs["singletask"]["models_trained"] == 2

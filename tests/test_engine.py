@@ -34,7 +34,7 @@ def tiny_fit(tiny_net):
     def run(data, fit_idx, val_idx, test_idx, **cfg):
         kw = {"method": "multitask", "epochs": 3, "seed": 0, "batch_size": 32, **cfg}
         return fit(data, fit_idx, val_idx, test_idx, TrainConfig(**kw), progress=False, build=tiny_net,
-                   n_classes=(4, 3))  # fmt: skip
+                   n_classes=(4, 3))
 
     return run
 
@@ -57,7 +57,7 @@ def test_every_method_lowers_the_loss_and_beats_chance(sleepsim_quick, method):
     w, split = sleepsim_quick.windows, sleepsim_quick.split
     fit_idx, val_idx = split.folds[0]
     res = fit(w, fit_idx, val_idx, split.test, TrainConfig(method=method, model="mtlnet", epochs=2, seed=0),
-              progress=False)  # fmt: skip
+              progress=False)
     h = res.history
     stages = 2 if method == "born_again" else 1
     assert len(h) == 2 * stages and list(h["stage"]) == [s for s in range(1, stages + 1) for _ in range(2)]
@@ -140,7 +140,7 @@ def sabotaged(monkeypatch, tiny_fit):
         data = _synthetic(300, seed=1)
         idx = np.arange(300)
         return data, idx[200:250], idx[250:], tiny_fit(data, idx[:200], idx[200:250], idx[250:], method=method,
-                                                        epochs=4, lr=1e-2, **cfg)  # fmt: skip
+                                                        epochs=4, lr=1e-2, **cfg)
 
     return run
 
@@ -175,7 +175,7 @@ def test_singletask_selects_each_net_on_its_own_task(sabotaged):
     _, _, _, res = sabotaged("singletask")
     h = res.history
     assert res.best_epochs == {"task1": int(h["val_acc_task1"].argmax()) + 1,
-                               "task2": int(h["val_acc_task2"].argmax()) + 1}  # fmt: skip
+                               "task2": int(h["val_acc_task2"].argmax()) + 1}
     assert max(res.best_epochs.values()) < 4 and res.best_epoch == res.best_epochs["task1"]
 
 
@@ -215,7 +215,7 @@ def test_bad_inputs_raise_clear_errors(tiny_fit, tiny_net):
         tiny_fit(data, idx[:40], idx[40:50], idx[45:])
     with pytest.raises(ValueError, match="outside"):
         tiny_fit(data, idx[:40], np.array([59, 60]), None)
-    with pytest.raises(ValueError, match=r"X must be \(N, 1, 3, L\)"):
+    with pytest.raises(ValueError, match=r"X must be \(N, 1, C, L\)"):
         tiny_fit((data[0][:, 0], data[1], data[2]), idx[:40], idx[40:50], None)
     with pytest.raises(ValueError, match="TrainConfig.alpha"):
         TrainConfig(alpha=1.5)
@@ -223,7 +223,7 @@ def test_bad_inputs_raise_clear_errors(tiny_fit, tiny_net):
         TrainConfig(method="self_distill")
     with pytest.raises(ValueError, match="y1 labels"):
         fit(data, idx[:40], idx[40:50], None, TrainConfig(method="multitask", epochs=1), progress=False,
-            build=tiny_net, n_classes=(2, 3))  # fmt: skip
+            build=tiny_net, n_classes=(2, 3))
 
 
 def test_config_round_trips_through_json_and_predict_returns_numpy_logits(tiny_net):
@@ -254,7 +254,7 @@ def test_cli_train_prints_one_json_object(capsys, monkeypatch):
 
     monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
     rc = main(["train", "--dataset", "sleepsim", "--method", "smooth_distill", "--mode", "quick",
-               "--epochs", "1", "--device", "cpu"])  # fmt: skip
+               "--epochs", "1", "--device", "cpu"])
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0 and len(out) == 1
     rec = json.loads(out[0])
@@ -289,7 +289,7 @@ def test_lone_last_window_is_merged_only_for_batchnorm_nets(tiny_net):
 
     data = _synthetic(60)
     res = fit(data, np.arange(33), np.arange(33, 45), None, TrainConfig(method="smooth_distill", epochs=1,
-              batch_size=16), progress=False, build=BNNet)  # fmt: skip
+              batch_size=16), progress=False, build=BNNet)
     assert len(res.history) == 1 and ("test", "student") not in res.predictions
 
 
@@ -305,7 +305,7 @@ def test_lambda0_student_is_multitask(sleepsim_quick):
     fit_idx, val_idx = split.folds[0]
     res = {m: fit(w, fit_idx, val_idx, split.test,
                   TrainConfig(method=m, lam=0.0, epochs=2, seed=3, ema_decay=0.9), progress=False)
-           for m in ("multitask", "smooth_distill")}  # fmt: skip
+           for m in ("multitask", "smooth_distill")}
     a, b = res["multitask"].state_dicts["student"], res["smooth_distill"].state_dicts["student"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     pa, pb = res["multitask"].predictions[("test", "student")], res["smooth_distill"].predictions[("test", "student")]

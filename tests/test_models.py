@@ -219,5 +219,5 @@ def test_input_influence_faithful_sees_exactly_row_0_corrected_sees_everything()
     X = _x(2)
     np.testing.assert_array_equal(input_influence(faithful, X=X).numpy(), input_influence(faithful, X=X).numpy())
     assert torch.equal(state, torch.random.get_rng_state())
-    with pytest.raises(ValueError, match=r"X must be windows \(N, 1, 3, L\)"):
+    with pytest.raises(ValueError, match=r"X must be windows \(N, 1, C, L\)"):
         input_influence(faithful, X=torch.zeros(2, 3, L))

@@ -353,12 +353,12 @@ def test_concurrent_timing_records_are_not_lost(tmp_path):
 
 
 def test_grid_when_present_says_one_line_when_data_are_absent_and_runs_when_present(tmp_path, monkeypatch, capsys):
-    from smoothdistill_lib import datasets, runner
+    from smoothdistill_lib import datasets, experiment
     from tests.rawfixtures import write_mhealth_tree
 
     data, repo = tmp_path / "data", tmp_path / "repo"
     (repo / "configs").mkdir(parents=True)
-    runner.save_experiment(runner.Experiment(name="mh", datasets=["mhealth"], protocols=["paper"],
+    experiment.write_config(experiment.Experiment(name="mh", datasets=["mhealth"], protocols=["paper"],
                                              methods=["multitask"]), repo / "configs" / "mh.yaml")
     monkeypatch.setenv("SMOOTHDISTILL_DATA", str(data))
     monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "results"))

@@ -96,7 +96,7 @@ def test_cli_windows_prints_one_json_object(monkeypatch, capsys):
         calls.append((name, mode, options))
         return recording(n_subjects=5)
 
-    monkeypatch.setattr(pipeline, "_load_recording", fake_load)
+    monkeypatch.setattr(pipeline.datasets, "load_recording", fake_load)
     rc = cli.main(["windows", "--dataset", "fake", "--protocol", "subject", "--seed", "3", "--mode", "quick"])
     assert rc == 0 and calls == [("fake", "quick", {})]
     out = json.loads(capsys.readouterr().out)
@@ -114,7 +114,7 @@ def test_cli_windows_bad_dataset_is_one_clear_error(monkeypatch, capsys):
     def missing(name, mode, **options):
         raise FileNotFoundError(f"dataset {name!r} not found under /nowhere")
 
-    monkeypatch.setattr(pipeline, "_load_recording", missing)
+    monkeypatch.setattr(pipeline.datasets, "load_recording", missing)
     assert cli.main(["windows", "--dataset", "nosuch"]) == 2
     assert "error: dataset 'nosuch' not found" in capsys.readouterr().err
 

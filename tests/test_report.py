@@ -11,17 +11,19 @@ import pytest
 from scipy import stats as st
 from test_runner import NAMES, N, fake_predictions, fake_run, task1_accuracy
 
-from smoothdistill_lib import metrics, report, runner
+from smoothdistill_lib import analyses, experiment, metrics, records, report, runner
 from smoothdistill_lib.cli import main as cli_main
+from smoothdistill_lib.ema import run_scale
+from smoothdistill_lib.methods import METHODS
 
 SEEDS = [0, 1, 2]
 
 
 def _run(root, mode="quick", **kw):
-    d = {"name": "main", "datasets": ["sleepsim", "wisdm"], "methods": list(runner.METHODS), "seeds": SEEDS,
+    d = {"name": "main", "datasets": ["sleepsim", "wisdm"], "methods": list(METHODS), "seeds": SEEDS,
          "folds": [0], "epochs": 1}
     d.update(kw)
-    exp = runner.Experiment.from_dict(d)
+    exp = experiment.Experiment.from_dict(d)
     runner.run_experiment(exp, results_root=root, run_fn=fake_run, progress=False, mode=mode)
     return exp
 
@@ -35,7 +37,7 @@ def main_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def main_df(main_root):
-    return report.load_records("main", results_root=main_root)
+    return records.load_records("main", results_root=main_root)
 
 
 def test_load_records_is_tidy(main_df):
@@ -45,7 +47,7 @@ def test_load_records_is_tidy(main_df):
     # rows per run: 2 splits x 2 tasks x (2 whos for smooth_distill, else 1)
     assert len(df) == n_runs * 4 + 2 * len(SEEDS) * 4
     assert not df.duplicated(["run_id", "split", "who", "task"]).any()
-    assert list(df["method"].cat.categories) == list(runner.METHODS)  # the paper's order
+    assert list(df["method"].cat.categories) == list(METHODS)  # the paper's order
     row = df[(df.method == "sd_dropout") & (df.seed == 2) & (df.split == "test") & (df.who == "student")
              & (df.task == 1) & (df.dataset == "wisdm")].iloc[0]
     assert row["accuracy"] == pytest.approx(task1_accuracy("sd_dropout", 2))
@@ -58,7 +60,7 @@ def test_table5_numbers_and_shape(main_df):
     assert t.shape == (2 * 5, 2 * 2 * 2 * 3)  # (dataset, method) x (task, split, metric, stat)
     assert t.index.names == ["dataset", "method"] and t.columns.names == ["task", "split", "metric", "stat"]
     assert list(t.columns.get_level_values("split")[:6]) == ["val"] * 6  # val before test, as the paper
-    for m in runner.METHODS:
+    for m in METHODS:
         accs = [task1_accuracy(m, s) for s in SEEDS]
         cell = t.loc[("wisdm", m), (1, "test")]
         assert cell[("accuracy", "mean")] == pytest.approx(np.mean(accs))
@@ -73,7 +75,7 @@ def test_table6_per_class(main_df):
     t = report.table6(main_df, "wisdm")
     assert list(t.index) == NAMES[0]
     assert t.columns.names == ["method", "metric"]
-    assert list(t.columns) == [(m, k) for m in runner.METHODS for k in report.PER_CLASS]
+    assert list(t.columns) == [(m, k) for m in METHODS for k in report.PER_CLASS]
     # the mean over seeds of the per-class table computed straight from the predictions
     direct = [metrics.per_class_table(*fake_predictions(task1_accuracy("born_again", s), 3), NAMES[0])
               for s in SEEDS]
@@ -84,7 +86,7 @@ def test_table6_per_class(main_df):
 def test_table7_compute_and_time_ratio(main_df):
     t = report.table7(main_df)
     assert len(t) == 10 and {"params", "train_seconds", "time_ratio", "energy", "energy_how"} <= set(t.columns)
-    for mi, m in enumerate(runner.METHODS):
+    for mi, m in enumerate(METHODS):
         secs = np.mean([10.0 * (mi + 1) + s for s in SEEDS])
         assert t.loc[("wisdm", m), "train_seconds"] == pytest.approx(secs)
         assert t.loc[("wisdm", m), "time_ratio"] == pytest.approx(secs / np.mean([10.0 + s for s in SEEDS]))
@@ -94,7 +96,7 @@ def test_table7_compute_and_time_ratio(main_df):
 
 def test_table8_pvalues_match_a_paired_t_test(main_df):
     t = report.table8(main_df, "wisdm", task=1)
-    assert list(t.index) == list(runner.METHODS) == list(t.columns)
+    assert list(t.index) == list(METHODS) == list(t.columns)
     np.testing.assert_allclose(np.diag(t), 1.0)
     np.testing.assert_allclose(t.to_numpy(), t.to_numpy().T)
     a = [task1_accuracy("multitask", s) for s in SEEDS]
@@ -106,7 +108,7 @@ def test_table8_pvalues_match_a_paired_t_test(main_df):
 
 def test_lambda_and_ratio_tables(tmp_path):
     _run(tmp_path, name="lambda", datasets=["sleepsim"], methods=["smooth_distill"], lams=[0.0, 0.5, 1.0])
-    df = report.load_records("lambda", results_root=tmp_path)
+    df = records.load_records("lambda", results_root=tmp_path)
     t = report.lambda_table(df)
     assert list(t.index) == [("sleepsim", 0.0), ("sleepsim", 0.5), ("sleepsim", 1.0)]
     assert t.shape[1] == 2 * 2 * 2 * 3
@@ -115,7 +117,7 @@ def test_lambda_and_ratio_tables(tmp_path):
 
     _run(tmp_path, name="ratio", datasets=["sleepsim"], methods=["smooth_distill"], models=["mtlnet", "gru"],
          train_ratios=[0.1, 0.5, 0.9])
-    r = report.ratio_table(report.load_records("ratio", results_root=tmp_path))
+    r = report.ratio_table(records.load_records("ratio", results_root=tmp_path))
     assert r.index.names == ["dataset", "model", "train_ratio"] and len(r) == 2 * 3
     assert r.shape[1] == 2 * 2 * 3  # (task, metric, stat), test split only
     assert (r.xs("n", axis=1, level="stat") == len(SEEDS)).all().all()
@@ -125,20 +127,20 @@ def test_mode_selection_and_mixed_settings(tmp_path):
     _run(tmp_path, datasets=["sleepsim"], methods=["multitask"])
     _run(tmp_path, mode="demo", datasets=["sleepsim"], methods=["multitask"], seeds=[0])
     with pytest.warns(UserWarning, match="modes"):
-        df = report.load_records("main", results_root=tmp_path)
+        df = records.load_records("main", results_root=tmp_path)
     assert set(df["mode"]) == {"demo"} and df["run_id"].nunique() == 1
-    assert report.load_records("main", mode="quick", results_root=tmp_path)["run_id"].nunique() == len(SEEDS)
+    assert records.load_records("main", mode="quick", results_root=tmp_path)["run_id"].nunique() == len(SEEDS)
     with pytest.raises(ValueError, match="full"):
-        report.load_records("main", mode="full", results_root=tmp_path)
+        records.load_records("main", mode="full", results_root=tmp_path)
     # records of other settings in the same cells (copied in by hand: the runner would move them)
     other = tmp_path / "other"
     _run(other, datasets=["sleepsim"], methods=["multitask"], epochs=2)
     for p in (other / "main" / "runs").glob("*.json"):
         p.rename(tmp_path / "main" / "runs" / p.name)
     with pytest.raises(ValueError, match="hold records with different settings"):
-        report.load_records("main", mode="quick", results_root=tmp_path)
+        records.load_records("main", mode="quick", results_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="nothing"):
-        report.load_records("nothing", results_root=tmp_path)
+        records.load_records("nothing", results_root=tmp_path)
 
 
 def test_format_and_markdown(main_df):
@@ -167,24 +169,13 @@ def test_cli_report_prints_tables_and_writes_csvs(tmp_path, capsys, main_root):
 
 def test_two_protocols_give_one_table6_and_table8_each(tmp_path, capsys):
     _run(tmp_path, datasets=["sleepsim"], methods=["multitask", "smooth_distill"], protocols=["paper", "subject"])
-    df = report.load_records("main", results_root=tmp_path)
+    df = records.load_records("main", results_root=tmp_path)
     assert report.table5(df).index.names == ["dataset", "protocol", "method"]
     with pytest.raises(ValueError, match="protocol"):
         report.table6(df, "sleepsim")
     assert report.table8(df, "sleepsim", protocol="subject").shape == (2, 2)
     names = set(report.all_tables(df))
     assert {"table6_sleepsim_paper", "table6_sleepsim_subject", "table8_sleepsim_subject_task2"} <= names
-
-
-def test_markdown_without_tabulate(main_df, monkeypatch):
-    def missing(*a, **k):
-        raise ImportError("Missing optional dependency 'tabulate'")
-
-    monkeypatch.setattr(pd.DataFrame, "to_markdown", missing)
-    t = report.table5(main_df)
-    md = report.to_markdown(t).splitlines()
-    assert len(md) == 2 + len(t) and md[1].startswith("|---")
-    assert md[2].split(" | ")[:2] == ["| sleepsim", "singletask"]
 
 
 # ----------------------------------------------------------------------------- the chapters' analyses
@@ -195,7 +186,7 @@ EPOCHS = 3
 
 def epoch_seconds(method: str, seed: int, stage: int, epoch: int) -> float:
     # the third epoch of every run is slowed by "other work": the median must ignore it
-    return float(runner.METHODS.index(method) + 1 + stage) + 0.1 * seed + 10.0 * (epoch == EPOCHS)
+    return float(list(METHODS).index(method) + 1 + stage) + 0.1 * seed + 10.0 * (epoch == EPOCHS)
 
 
 def rich_run(spec, device=None) -> dict:
@@ -216,11 +207,11 @@ def rich_run(spec, device=None) -> dict:
 
 
 def _rich(root, run_fn=rich_run, **kw):
-    d = {"name": "rich", "datasets": ["sleepsim"], "methods": list(runner.METHODS), "seeds": SEEDS, "folds": [0],
+    d = {"name": "rich", "datasets": ["sleepsim"], "methods": list(METHODS), "seeds": SEEDS, "folds": [0],
          "epochs": EPOCHS, "protocols": ["paper", "subject"]}
     d.update(kw)
-    runner.run_experiment(runner.Experiment.from_dict(d), results_root=root, run_fn=run_fn, progress=False, mode="quick")
-    return report.load_experiment(d["name"], results_root=root)
+    runner.run_experiment(experiment.Experiment.from_dict(d), results_root=root, run_fn=run_fn, progress=False, mode="quick")
+    return records.load_experiment(d["name"], results_root=root)
 
 
 @pytest.fixture(scope="module")
@@ -229,41 +220,41 @@ def rich(tmp_path_factory):
 
 
 def test_load_experiment_bundles_frame_provenance_and_records(rich, tmp_path):
-    assert isinstance(rich, report.Records) and rich.name == "rich" and rich.mode == "quick"
-    pd.testing.assert_frame_equal(rich.df, report.load_records(rich.folder))
+    assert isinstance(rich, records.Records) and rich.name == "rich" and rich.mode == "quick"
+    pd.testing.assert_frame_equal(rich.df, records.load_records(rich.folder))
     assert set(rich.records) == set(rich.df["run_id"]) == set(rich.provenance.index)
     rid = rich.df["run_id"].iloc[0]
     assert rich.provenance.loc[rid, "commit"] == rich.records[rid]["provenance"]["commit"]
-    assert report.load_experiment("nothing", results_root=tmp_path) is None
+    assert records.load_experiment("nothing", results_root=tmp_path) is None
     # records of two modes: the largest is used, without the warning load_records gives
     _run(tmp_path, datasets=["sleepsim"], methods=["multitask"])
     _run(tmp_path, mode="demo", datasets=["sleepsim"], methods=["multitask"], seeds=[0])
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        both = report.load_experiment("main", results_root=tmp_path)
+        both = records.load_experiment("main", results_root=tmp_path)
     assert both.mode == "demo" and len(both.records) == 1
-    assert len(report.load_experiment("main", results_root=tmp_path, mode="quick").records) == len(SEEDS)
-    assert report.experiments(tmp_path).to_dict() == {"main": len(SEEDS) + 1}
+    assert len(records.load_experiment("main", results_root=tmp_path, mode="quick").records) == len(SEEDS)
+    assert records.experiments(tmp_path).to_dict() == {"main": len(SEEDS) + 1}
 
 
-def _with_grid(records: report.Records, grid: dict | None) -> report.Records:
+def _with_grid(recs: records.Records, grid: dict | None) -> records.Records:
     """The same records with ``provenance["grid"]`` set (or removed: records older than the grid provenance)."""
-    for path in (records.folder / "runs").glob("*.json"):
+    for path in (recs.folder / "runs").glob("*.json"):
         rec = json.loads(path.read_text())
         rec["provenance"].pop("grid", None)
         if grid is not None:
             rec["provenance"]["grid"] = grid
         path.write_text(json.dumps(rec))
-    return report.load_experiment(records.folder)
+    return records.load_experiment(recs.folder)
 
 
 def test_records_summary_old_and_grid_provenance(tmp_path):
     r = _rich(tmp_path)
     old = _with_grid(r, None)
-    s = report.records_summary(old)
+    s = records.records_summary(old)
     assert s["runs"] == 5 * 2 * len(SEEDS) and s["mode"] == "quick" and s["protocols"] == "paper, subject"
-    assert s["methods"] == ", ".join(runner.METHODS) and s["seeds"] == "0, 1, 2"
+    assert s["methods"] == ", ".join(METHODS) and s["seeds"] == "0, 1, 2"
     # old records (no "grid"): each record's own commit
     assert s["library commit"] == "run0, run1, run2" and "grid started (UTC)" not in s
     assert s["finished (UTC)"] == "2026-01-01T10:00 .. 2026-01-03T10:00"
@@ -272,17 +263,17 @@ def test_records_summary_old_and_grid_provenance(tmp_path):
     # new records: the commit captured once when the grid started, dirty flagged
     grid = {"commit": "abc1234", "dirty": True, "started": "2026-02-03T04:05:06+00:00", "experiment": "rich",
             "runs_in_grid": 30}
-    s = report.records_summary(_with_grid(r, grid))
+    s = records.records_summary(_with_grid(r, grid))
     assert s["library commit"] == "abc1234 + local changes" and s["grid started (UTC)"] == "2026-02-03T04:05"
-    assert report.records_summary(_with_grid(r, grid | {"dirty": False}))["library commit"] == "abc1234"
+    assert records.records_summary(_with_grid(r, grid | {"dirty": False}))["library commit"] == "abc1234"
     # a frame without provenance: no device/commit rows
-    assert "library commit" not in report.records_summary(old.df) and report.records_summary(old.df)["runs"] == 30
+    assert "library commit" not in records.records_summary(old.df) and records.records_summary(old.df)["runs"] == 30
 
 
 def test_gains_are_paired_means_with_scipy_and_corrected_pvalues(rich):
-    g = report.gains(rich.df, "paper", task=1)
-    assert list(g.columns) == report.GAIN_COLUMNS and g.index.names == ["dataset", "method"]
-    assert [m for _, m in g.index] == [m for m in runner.METHODS if m != "multitask"]
+    g = analyses.gains(rich.df, "paper", task=1)
+    assert list(g.columns) == analyses.GAIN_COLUMNS and g.index.names == ["dataset", "method"]
+    assert [m for _, m in g.index] == [m for m in METHODS if m != "multitask"]
     for m in ("singletask", "smooth_distill"):
         a = np.array([task1_accuracy(m, s) for s in SEEDS], float)
         b = np.array([task1_accuracy("multitask", s) for s in SEEDS], float)
@@ -294,45 +285,45 @@ def test_gains_are_paired_means_with_scipy_and_corrected_pvalues(rich):
         assert row["p (Nadeau-Bengio)"] == pytest.approx(2 * st.t.sf(abs(tstat), len(d) - 1))
         assert row["p (Nadeau-Bengio)"] > row["p (paired t-test)"]
     # another baseline and metric; a baseline that is absent leaves an empty table
-    g2 = report.gains(rich.df, "subject", task=2, baseline="singletask", metric="macro_f1")
+    g2 = analyses.gains(rich.df, "subject", task=2, baseline="singletask", metric="macro_f1")
     assert "singletask" not in set(g2.index.get_level_values("method")) and len(g2) == 4
-    assert report.gains(rich.df[rich.df["method"] != "multitask"], "paper", 1).empty
-    assert report.gains(rich.df, "paper", 1, min_runs=len(SEEDS) + 1).empty
+    assert analyses.gains(rich.df[rich.df["method"] != "multitask"], "paper", 1).empty
+    assert analyses.gains(rich.df, "paper", 1, min_runs=len(SEEDS) + 1).empty
 
 
 def test_confusion_sums_and_teacher_vs_student(rich):
-    sums = report.confusion_sums(rich.df, "sleepsim", "paper")
-    assert list(sums) == list(runner.METHODS)
+    sums = analyses.confusion_sums(rich.df, "sleepsim", "paper")
+    assert list(sums) == list(METHODS)
     expected = np.sum([metrics.classification_metrics(*fake_predictions(task1_accuracy("born_again", s), 3),
                                                       n_classes=3)["confusion"] for s in SEEDS], axis=0)
     np.testing.assert_array_equal(sums["born_again"], expected)
     assert sums["born_again"].sum() == len(SEEDS) * N
     with pytest.raises(ValueError, match="protocol"):  # two protocols: pick one
-        report.confusion_sums(rich.df, "sleepsim")
-    t = report.teacher_vs_student(rich.df)
+        analyses.confusion_sums(rich.df, "sleepsim")
+    t = analyses.teacher_vs_student(rich.df)
     assert t.index.names == ["dataset", "protocol", "task"] and len(t) == 2 * 2
     student = np.mean([task1_accuracy("smooth_distill", s) for s in SEEDS])
     assert t.loc[("sleepsim", "paper", 1), "student"] == pytest.approx(student)
     assert t.loc[("sleepsim", "paper", 1), "student - teacher"] == pytest.approx(-1.0)  # fake teacher: +1
     assert (t["runs"] == len(SEEDS)).all()
-    assert report.teacher_vs_student(rich.df, method="multitask") is None
+    assert analyses.teacher_vs_student(rich.df, method="multitask") is None
 
 
 def test_leakage_ema_scale_and_teacher_lag(rich):
-    leak = report.leakage_table(rich)
+    leak = analyses.leakage_table(rich)
     assert list(leak.index) == [("sleepsim", "paper"), ("sleepsim", "subject")]
     assert leak.loc[("sleepsim", "paper"), "test windows with any leak (%)"] == pytest.approx(50.0)
     assert leak.loc[("sleepsim", "paper"), "sharing samples (%)"] == pytest.approx(25.0)
     assert leak.loc[("sleepsim", "subject"), "windows cut from"] == "each recording"
     assert leak.loc[("sleepsim", "paper"), "label rule"] == "last"
 
-    row = report.ema_scale(n_fit=1000, batch_size=64, epochs=3, decay=0.99)
+    row = run_scale(n_fit=1000, batch_size=64, epochs=3, decay=0.99)
     assert row["steps/epoch"] == 16 and row["steps in the run"] == 48
     assert row["horizon (steps)"] == pytest.approx(100) and row["horizon (epochs)"] == pytest.approx(100 / 16)
     assert row["weight of the initial net in the final teacher"] == pytest.approx(0.99 ** 48)
     with pytest.raises(ValueError, match="decay"):
-        report.ema_scale(10, 2, 1, 1.0)
-    scale = report.ema_scale_table(rich)
+        run_scale(10, 2, 1, 1.0)
+    scale = analyses.ema_scale_table(rich)
     assert list(scale.index) == [("sleepsim", "paper"), ("sleepsim", "subject")]
     rec = next(iter(rich.records.values()))
     bs, decay = rec["spec"]["train"]["batch_size"], rec["spec"]["train"]["ema_decay"]
@@ -340,7 +331,7 @@ def test_leakage_ema_scale_and_teacher_lag(rich):
     assert scale["steps in the run"].tolist() == [steps * EPOCHS] * 2 and (scale["epochs"] == EPOCHS).all()
     assert scale["EMA decay"].iloc[0] == decay
 
-    lag = report.teacher_lag(rich)
+    lag = analyses.teacher_lag(rich)
     assert lag.index.names == ["dataset", "epoch"] and list(lag.index.unique("epoch")) == [1, 2, 3]
     last = lag.loc[("sleepsim", EPOCHS)]
     assert last["runs"] == len(SEEDS) and last["steps"] == EPOCHS * steps
@@ -348,16 +339,16 @@ def test_leakage_ema_scale_and_teacher_lag(rich):
     assert last["student val acc"] == pytest.approx(50 + EPOCHS + np.mean(SEEDS))
     assert last["teacher val acc"] == pytest.approx(40 + 2 * EPOCHS)
     assert last["teacher val loss"] == pytest.approx(2 / EPOCHS)
-    h = report.histories(rich)
+    h = analyses.histories(rich)
     assert list(h) == ["sleepsim"] and len(h["sleepsim"]) == len(SEEDS) and len(h["sleepsim"][0]) == EPOCHS
     with pytest.raises(ValueError, match="no multitask"):
-        report.teacher_lag(rich, method="multitask", protocol="nope")
+        analyses.teacher_lag(rich, method="multitask", protocol="nope")
 
 
 def test_table7_median_epoch_time(rich):
     df = rich.df[rich.df["protocol"] == "paper"]
     t = report.table7(df, time="median_epoch")
-    for m in runner.METHODS:
+    for m in METHODS:
         stages = (1, 2) if m == "born_again" else (1,)
         expected = sum(np.median([epoch_seconds(m, s, st, e) for s in SEEDS for e in range(1, EPOCHS + 1)]) * EPOCHS
                        for st in stages)
@@ -397,3 +388,18 @@ def test_pick_selects_summary_columns(main_df):
     assert report.pick(t, stat="n", task=2, split="val").shape == (len(t), 2)  # accuracy and macro_f1
     with pytest.raises(ValueError, match="level"):
         report.pick(t, fold=0)
+
+
+def test_a_record_without_metrics_is_skipped_with_its_reason(main_root, tmp_path):
+    """Valid JSON that lacks what the tables read is refused by validation, not a KeyError inside them."""
+    import shutil
+
+    folder = shutil.copytree(main_root / "main", tmp_path / "main")
+    victim = sorted((folder / "runs").glob("*.json"))[0]
+    rec = json.loads(victim.read_text())
+    del rec["evaluation"][1]["metrics"]
+    victim.write_text(json.dumps(rec))
+    with pytest.warns(UserWarning, match=rf"{victim.name}: evaluation\[1\] lacks one of the keys"):
+        df = records.load_records(folder)
+    assert df["run_id"].nunique() == 2 * 5 * len(SEEDS) - 1 and victim.stem not in set(df["run_id"])
+    assert victim.exists()  # reading never moves a file: only `run` moves records aside

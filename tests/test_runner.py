@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smoothdistill_lib import runner
+from smoothdistill_lib import errors, experiment, fileio, records, runner
 from smoothdistill_lib.cli import main as cli_main
 from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.methods import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ N = 100
 
 
 def task1_accuracy(method: str, seed: int, who: str = "student") -> int:
-    mi = runner.METHODS.index(method)
+    mi = list(METHODS).index(method)
     return 50 + 8 * mi + seed * (1 + mi) + (who == "teacher")
 
 
@@ -54,8 +55,8 @@ def fake_evaluation(method: str, seed: int) -> tuple:
     return tuple(runner.evaluate(preds, NAMES))
 
 
-def fake_run(spec: runner.RunSpec, device=None) -> dict:
-    mi = runner.METHODS.index(spec.method)
+def fake_run(spec: experiment.RunSpec, device=None) -> dict:
+    mi = list(METHODS).index(spec.method)
 
     def fig(v, unit):
         return {"value": v, "unit": unit, "how": "fake"}
@@ -74,11 +75,11 @@ def fake_run(spec: runner.RunSpec, device=None) -> dict:
     }
 
 
-def small(**kw) -> runner.Experiment:
+def small(**kw) -> experiment.Experiment:
     d = {"name": "t", "datasets": ["sleepsim"], "methods": ["multitask", "smooth_distill"], "seeds": [0, 1],
          "folds": [0], "epochs": 1}
     d.update(kw)
-    return runner.Experiment.from_dict(d)
+    return experiment.Experiment.from_dict(d)
 
 
 def record_files(folder: Path) -> list[Path]:
@@ -89,10 +90,10 @@ def record_files(folder: Path) -> list[Path]:
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_config_round_trip(tmp_path, suffix):
     exp = small(lams=[0.1, None], train_options={"selection": "task1"}, description="x")
-    path = runner.save_experiment(exp, tmp_path / f"e{suffix}")
-    back = runner.load_experiment(path)
+    path = experiment.write_config(exp, tmp_path / f"e{suffix}")
+    back = experiment.read_config(path)
     assert back == exp
-    assert [s.run_id for s in runner.expand(back)] == [s.run_id for s in runner.expand(exp)]
+    assert [s.run_id for s in experiment.expand(back)] == [s.run_id for s in experiment.expand(exp)]
 
 
 @pytest.mark.parametrize("text, key", [
@@ -103,13 +104,32 @@ def test_config_round_trip(tmp_path, suffix):
     ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nprotocols: [random]\n", "protocols"),
     ("datasets: [sleepsim]\nmethods: [multitask]\n", "name"),
     ("name: t\ndatasets: [sleepsim\n", "YAML"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nsplit_seed: -1\n", "'split_seed'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_options: {lr: fast}\n", "'train_options.lr'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_options: {batch_size: '64'}\n",
+     "'train_options.batch_size'"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ValueError) as e:
-        runner.load_experiment(path)
+        experiment.read_config(path)
     assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_refusals_are_user_errors_the_cli_prints_as_one_line(tmp_path, capsys, monkeypatch):
+    """Every refusal of the runner is an errors.UserError (a ValueError): one line, exit code 2."""
+    assert all(issubclass(c, errors.UserError) and issubclass(c, ValueError) for c in
+               (errors.ConfigError, errors.ExperimentLocked, errors.DirtyCheckout, errors.EnvironmentMismatch,
+                errors.CheckpointError))
+    from smoothdistill_lib import provenance
+
+    path = experiment.write_config(small(), tmp_path / "t.yaml")
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "res"))
+    monkeypatch.setattr(provenance, "git_commit", lambda root=None: ("abc1234", True))
+    assert cli_main(["run", str(path), "--require-clean"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: experiment t: the checkout has uncommitted") and err.count("\n") == 1
 
 
 def test_cli_run_bad_config_is_one_clear_line(tmp_path, capsys):
@@ -125,11 +145,11 @@ def test_cli_run_bad_config_is_one_clear_line(tmp_path, capsys):
                                      ("mhealth", 5 * 2), ("lambda_mhealth", 5)])
 def test_shipped_configs_expand(name, n):
     """The shipped configs load; in quick mode (1 seed, 1 fold) their grids have the paper's size."""
-    exp = runner.load_experiment(ROOT / "configs" / f"{name}.yaml")
+    exp = experiment.read_config(ROOT / "configs" / f"{name}.yaml")
     assert exp.mode is None  # one file for every mode: the mode comes from the CLI / environment
-    specs = runner.expand(exp, mode="quick")
+    specs = experiment.expand(exp, mode="quick")
     assert len(specs) == n and len({s.run_id for s in specs}) == n
-    full = runner.expand(exp, mode="full")
+    full = experiment.expand(exp, mode="full")
     per_seed_fold = 1 if name == "ratio" else 5  # the ratio ablation uses one fixed split
     assert len(full) == n * 5 * per_seed_fold
     assert {s.layout for s in specs if s.model == "mtlnet"} == {"faithful"}
@@ -139,7 +159,7 @@ def test_shipped_configs_expand(name, n):
 # ----------------------------------------------------------------------------- grid
 def test_expand_grid_and_stable_run_ids():
     exp = small(methods=["singletask", "smooth_distill"], lams=[0.1, 0.5], protocols=["paper", "subject"])
-    specs = runner.expand(exp)
+    specs = experiment.expand(exp)
     # smooth_distill x 2 lambdas + singletask once (lambda does not apply), x 2 protocols x 2 seeds
     assert len(specs) == (2 + 1) * 2 * 2
     assert {s.lam for s in specs if s.method == "singletask"} == {None}
@@ -147,22 +167,22 @@ def test_expand_grid_and_stable_run_ids():
     assert all(s.train["epochs"] == 1 and s.train["batch_size"] == get_mode().batch_size for s in specs)
     ids = [s.run_id for s in specs]
     assert len(set(ids)) == len(ids) and all(len(i) == 12 for i in ids)
-    assert ids == [s.run_id for s in runner.expand(exp)]  # deterministic
+    assert ids == [s.run_id for s in experiment.expand(exp)]  # deterministic
     # the experiment's name and the order of the lists do not change a run's identity ...
     other = small(name="renamed", methods=["smooth_distill", "singletask"], lams=[0.5, 0.1],
                   protocols=["subject", "paper"])
-    assert set(ids) == {s.run_id for s in runner.expand(other)}
+    assert set(ids) == {s.run_id for s in experiment.expand(other)}
     # ... but every setting does: epochs, a training option, the mode's sizes
-    assert not set(ids) & {s.run_id for s in runner.expand(small(epochs=2))}
-    assert not set(ids) & {s.run_id for s in runner.expand(small(train_options={"lr": 0.01}))}
-    quick, demo = runner.expand(small(), mode="quick"), runner.expand(small(), mode="demo")
+    assert not set(ids) & {s.run_id for s in experiment.expand(small(epochs=2))}
+    assert not set(ids) & {s.run_id for s in experiment.expand(small(train_options={"lr": 0.01}))}
+    quick, demo = experiment.expand(small(), mode="quick"), experiment.expand(small(), mode="demo")
     assert not {s.run_id for s in quick} & {s.run_id for s in demo}
 
 
 def test_expand_defaults_from_mode_and_ratio_uses_fold0():
     exp = small(seeds=None, folds=None, epochs=None, train_ratios=[None, 0.5], methods=["multitask"])
     ms = get_mode("demo")
-    specs = runner.expand(exp, mode="demo")
+    specs = experiment.expand(exp, mode="demo")
     cv = [s for s in specs if s.train_ratio is None]
     assert sorted({(s.seed, s.fold) for s in cv}) == [(i, j) for i in range(ms.n_seeds) for j in range(ms.n_folds)]
     ratio = [s for s in specs if s.train_ratio == 0.5]
@@ -175,10 +195,10 @@ def test_ema_decay_is_a_size_of_the_grids_mode_not_of_the_environment(monkeypatc
     (not $SMOOTHDISTILL_MODE) decides, so one config gives the same runs wherever it is expanded."""
     monkeypatch.setenv("SMOOTHDISTILL_MODE", "quick")
     exp = small(methods=["smooth_distill"])
-    decays = {m: {s.train["ema_decay"] for s in runner.expand(exp, mode=m)} for m in ("quick", "demo", "full")}
+    decays = {m: {s.train["ema_decay"] for s in experiment.expand(exp, mode=m)} for m in ("quick", "demo", "full")}
     assert decays == {"quick": {0.9}, "demo": {0.97}, "full": {0.999}}
     # a config may still pin it, e.g. to run the paper's decay at demo size
-    pinned = runner.expand(small(methods=["smooth_distill"], train_options={"ema_decay": 0.999}), mode="demo")
+    pinned = experiment.expand(small(methods=["smooth_distill"], train_options={"ema_decay": 0.999}), mode="demo")
     assert {s.train["ema_decay"] for s in pinned} == {0.999}
     # the horizon 1/(1-a) stays under one demo epoch of the capped data (64 % of it fits, batch 64)
     demo = get_mode("demo")
@@ -188,26 +208,26 @@ def test_ema_decay_is_a_size_of_the_grids_mode_not_of_the_environment(monkeypatc
 
 def test_spec_identity_covers_engine_defaults():
     """The hash covers the fully resolved TrainConfig, e.g. the default lambda of smooth_distill."""
-    (spec,) = [s for s in runner.expand(small(seeds=[0])) if s.method == "smooth_distill"]
+    (spec,) = [s for s in experiment.expand(small(seeds=[0])) if s.method == "smooth_distill"]
     from smoothdistill_lib.engine import TrainConfig
 
     assert spec.lam == TrainConfig.lam == spec.train["lam"]
     assert spec.train["temperature"] == TrainConfig.temperature and "device" not in spec.train
-    assert runner.RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).run_id == spec.run_id
+    assert experiment.RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).run_id == spec.run_id
 
 
 # ----------------------------------------------------------------------------- atomic write
 def test_atomic_write_keeps_old_content_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "r.json"
-    runner.atomic_write_json(path, {"a": 1, "x": np.float32(0.5), "nan": float("nan")})
+    fileio.atomic_write_json(path, {"a": 1, "x": np.float32(0.5), "nan": float("nan")})
     assert json.loads(path.read_text()) == {"a": 1, "x": 0.5, "nan": None}  # strict JSON: NaN -> null
 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner.os, "replace", boom)
+    monkeypatch.setattr(fileio.os, "replace", boom)
     with pytest.raises(OSError):
-        runner.atomic_write_json(path, {"a": 2})
+        fileio.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1, "x": 0.5, "nan": None}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
 
@@ -221,10 +241,10 @@ def test_run_writes_valid_records_and_resumes(tmp_path):
     assert s2.done_before == 1 and len(s2.ran) == 3 and s2.pending == 0
     assert not set(s1.ran) & set(s2.ran)
     files = record_files(tmp_path / "t")
-    assert {p.stem for p in files} == {s.run_id for s in runner.expand(exp)}
+    assert {p.stem for p in files} == {s.run_id for s in experiment.expand(exp)}
     for p in files:
-        rec = runner.read_record(p)
-        assert rec["spec"]["experiment"] == "t" and rec["schema"] == runner.SCHEMA
+        rec = records.read_record(p)
+        assert rec["spec"]["experiment"] == "t" and rec["schema"] == records.SCHEMA
         ev = {(e["split"], e["who"], e["task"]): e for e in rec["evaluation"]}
         acc = ev[("test", "student", 1)]["metrics"]["accuracy"]
         assert acc == pytest.approx(task1_accuracy(rec["spec"]["method"], rec["spec"]["seed"]))
@@ -242,7 +262,7 @@ def test_one_grid_provenance_per_invocation_read_before_the_first_run(tmp_path, 
     monkeypatch.setattr(provenance, "git_commit", lambda root=None: next(commits))
     runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, limit=3)
     runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
-    grids = [runner.read_record(p)["provenance"]["grid"] for p in record_files(tmp_path / "t")]
+    grids = [records.read_record(p)["provenance"]["grid"] for p in record_files(tmp_path / "t")]
     assert sorted((g["commit"], g["dirty"], g["pending_at_start"]) for g in grids) == \
         [("aaaaaaa", False, 3)] * 3 + [("bbbbbbb", True, 1)]
     assert {g["runs_in_grid"] for g in grids} == {4} and {g["experiment"] for g in grids} == {"t"}
@@ -252,7 +272,7 @@ def test_require_clean_refuses_a_dirty_checkout_before_running_anything(tmp_path
     from smoothdistill_lib import provenance
 
     monkeypatch.setattr(provenance, "git_commit", lambda root=None: ("abc1234", True))
-    with pytest.raises(RuntimeError, match="uncommitted changes.*abc1234"):
+    with pytest.raises(errors.DirtyCheckout, match="uncommitted changes.*abc1234"):
         runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, require_clean=True)
     assert record_files(tmp_path / "t") == []
     runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, limit=1)
@@ -269,18 +289,18 @@ def test_a_grid_whose_data_are_absent_says_so_and_runs_once_they_are_there(tmp_p
     monkeypatch.setenv("SMOOTHDISTILL_DATA", str(data))
     monkeypatch.setattr(datasets, "search_dirs", lambda: [data])  # not ../shared/data
     config = ROOT / "configs" / "mhealth.yaml"
-    missing = runner.missing_datasets(config)
+    missing = experiment.missing_datasets(config)
     assert list(missing) == ["mhealth"] and str(data) in missing["mhealth"]
     assert "MHEALTHDATASET/mHealth_subject<k>.log" in missing["mhealth"] and "downloads it" in missing["mhealth"]
     assert not data.exists()  # nothing was fetched
-    assert runner.missing_datasets(small()) == {}  # sleepsim is generated
+    assert experiment.missing_datasets(small()) == {}  # sleepsim is generated
 
     # 1-3: walking, climbing, cycling... 600 rows (12 s) each, ten subjects as in the archive
     write_mhealth_tree(data, subjects=range(1, 11), blocks=[(1, 600), (4, 600), (9, 600)])
-    assert runner.missing_datasets(config) == {}
+    assert experiment.missing_datasets(config) == {}
     summary = runner.run_experiment(config, results_root=tmp_path / "results", mode="quick", limit=1,
                                     progress=False)
-    (rec,) = [runner.read_record(p) for p in record_files(tmp_path / "results" / "mhealth")]
+    (rec,) = [records.read_record(p) for p in record_files(tmp_path / "results" / "mhealth")]
     assert summary.ran == [rec["run_id"]] and rec["spec"]["dataset"] == "mhealth"
     assert rec["data"]["placement_names"] == ["chest", "left_ankle", "right_lower_arm"]
     # the paper protocol: three placements stacked into one stream of 3 x 10 x 1,800 rows, under the cap
@@ -297,7 +317,7 @@ def test_a_second_runner_on_the_same_experiment_is_refused_while_the_first_holds
         held.write("pid 4242\n")
         held.flush()
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(RuntimeError, match=r"another `run` holds .*\.lock \(pid 4242\)"):
+        with pytest.raises(errors.ExperimentLocked, match=r"another `run` holds .*\.lock \(pid 4242\)"):
             runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
         assert record_files(folder) == []
         fcntl.flock(held, fcntl.LOCK_UN)
@@ -306,7 +326,8 @@ def test_a_second_runner_on_the_same_experiment_is_refused_while_the_first_holds
     assert len(runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False).ran) == 0
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed",
+                                    "no_metrics"])
 def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
     exp = small(seeds=[0])
     runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
@@ -321,6 +342,10 @@ def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
         rec = json.loads(text)
         del rec["evaluation"]
         victim.write_text(json.dumps(rec))
+    elif damage == "no_metrics":  # valid JSON that `report` could not read (KeyError before)
+        rec = json.loads(text)
+        del rec["evaluation"][0]["metrics"]
+        victim.write_text(json.dumps(rec))
     elif damage == "hash_mismatch":  # a record edited by hand: its spec no longer hashes to its id
         rec = json.loads(text)
         rec["spec"]["train"]["epochs"] = 99
@@ -332,7 +357,8 @@ def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
     assert len(summary.corrupt) == 1 and victim.name in summary.corrupt[0]
     assert "corrupt" in capsys.readouterr().err
     assert (victim.parent / (victim.name + ".corrupt")).exists()
-    runner.read_record(victim)  # rerun: valid again
+    assert (victim.parent / (victim.name + ".corrupt.why")).read_text().strip() == summary.corrupt[0].split(": ", 1)[1]
+    records.read_record(victim)  # rerun: valid again
 
 
 def test_leftover_temp_file_of_a_killed_writer_is_ignored_and_removed(tmp_path):
@@ -342,7 +368,7 @@ def test_leftover_temp_file_of_a_killed_writer_is_ignored_and_removed(tmp_path):
     old, fresh = runs / ".abc.json.xyz.tmp", runs / ".def.json.uvw.tmp"  # fresh: maybe another writer's
     for p in (old, fresh):
         p.write_text('{"half": ')
-    os.utime(old, (time.time() - 2 * runner.STALE_TEMP_SECONDS,) * 2)
+    os.utime(old, (time.time() - 2 * records.STALE_TEMP_SECONDS,) * 2)
     summary = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
     assert len(summary.ran) == 2 and not old.exists() and fresh.exists()
     assert len(record_files(tmp_path / "t")) == 2
@@ -385,7 +411,7 @@ def e2e_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     runner._prepare_cached.cache_clear()
     try:
-        summary = runner.run_experiment(runner.Experiment.from_dict(E2E), results_root=root, mode="quick",
+        summary = runner.run_experiment(experiment.Experiment.from_dict(E2E), results_root=root, mode="quick",
                                         progress=False)
     finally:
         torch.set_num_threads(threads)
@@ -395,7 +421,7 @@ def e2e_run(tmp_path_factory):
 def test_end_to_end_quick_grid_on_sleepsim(e2e_run):
     root, summary, cache = e2e_run
     assert len(summary.ran) == 3 and summary.mode == "quick"
-    recs = [runner.read_record(p) for p in record_files(root / "e2e")]
+    recs = [records.read_record(p) for p in record_files(root / "e2e")]
     assert {r["spec"]["method"] for r in recs} == {"multitask", "smooth_distill", "singletask"}
     for r in recs:
         ev = {(e["split"], e["who"], e["task"]): e for e in r["evaluation"]}
@@ -418,10 +444,10 @@ def test_end_to_end_quick_grid_on_sleepsim(e2e_run):
 
 def test_ratio_run_subsamples_only_the_fit_windows(e2e_run):
     root = e2e_run[0]
-    (ref,) = [runner.read_record(p) for p in record_files(root / "e2e")
-              if runner.read_record(p)["spec"]["method"] == "multitask"]
-    exp = runner.Experiment.from_dict({**E2E, "methods": ["multitask"], "train_ratios": [0.5], "folds": [3]})
-    (spec,) = runner.expand(exp, "quick")
+    (ref,) = [records.read_record(p) for p in record_files(root / "e2e")
+              if records.read_record(p)["spec"]["method"] == "multitask"]
+    exp = experiment.Experiment.from_dict({**E2E, "methods": ["multitask"], "train_ratios": [0.5], "folds": [3]})
+    (spec,) = experiment.expand(exp, "quick")
     assert spec.fold == 0  # the ratio ablation uses one fixed split
     body = runner.run_one(spec, progress=False)
     assert body["data"]["n_fit"] == round(0.5 * ref["data"]["n_fit"])
@@ -442,7 +468,7 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
     """SIGKILL the CLI right after its first record appears, restart it: the final records are the
     uninterrupted run's (same run_ids, same numbers) and every one is valid."""
     ref_root = e2e_run[0]
-    config = runner.save_experiment(runner.Experiment.from_dict(E2E), tmp_path / "e2e.yaml")
+    config = experiment.write_config(experiment.Experiment.from_dict(E2E), tmp_path / "e2e.yaml")
     runs = tmp_path / "e2e" / "runs"
     proc = _cli(tmp_path, config)
     deadline = time.monotonic() + 120
@@ -454,16 +480,16 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
     n_first = len(list(runs.glob("*.json")))
     assert 1 <= n_first < 3  # killed mid-grid
     for p in runs.glob("*.json"):
-        runner.read_record(p)  # whatever was on disk at the kill is complete
+        records.read_record(p)  # whatever was on disk at the kill is complete
 
     proc = _cli(tmp_path, config)
     assert proc.wait(timeout=180) == 0, (tmp_path / "log.txt").read_text()[-2000:]
     log = (tmp_path / "log.txt").read_text()
     assert f"{n_first} done before, {3 - n_first} run now" in log
     assert not list(runs.glob("*.corrupt"))  # a temp file of the killed writer may remain: never read
-    got = {p.stem: runner.read_record(p) for p in record_files(tmp_path / "e2e")}
-    ref = {p.stem: runner.read_record(p) for p in record_files(ref_root / "e2e")}
-    assert set(got) == set(ref) == {s.run_id for s in runner.expand(runner.Experiment.from_dict(E2E), "quick")}
+    got = {p.stem: records.read_record(p) for p in record_files(tmp_path / "e2e")}
+    ref = {p.stem: records.read_record(p) for p in record_files(ref_root / "e2e")}
+    assert set(got) == set(ref) == {s.run_id for s in experiment.expand(experiment.Experiment.from_dict(E2E), "quick")}
     for run_id, rec in got.items():  # resuming changes no number (CPU training is deterministic)
         assert rec["evaluation"] == ref[run_id]["evaluation"], rec["spec"]["method"]
 
@@ -474,10 +500,10 @@ def test_recorded_grids_keep_their_run_ids(name):
     """Options added to the engine or the modes later (e.g. ``min_steps``) are left out of run ids
     while off: every committed record is still part of its config's grid, so nothing is stale."""
     folder = ROOT / "results" / name / "runs"
-    recs = [runner.read_record(p) for p in sorted(folder.glob("*.json"))]
+    recs = [records.read_record(p) for p in sorted(folder.glob("*.json"))]
     assert recs, f"no records in {folder}"
     modes = {r["spec"]["mode"] for r in recs}
-    grid = {s.run_id for m in modes for s in runner.expand(runner.load_experiment(ROOT / "configs" / f"{name}.yaml"), m)}
+    grid = {s.run_id for m in modes for s in experiment.expand(experiment.read_config(ROOT / "configs" / f"{name}.yaml"), m)}
     assert {r["run_id"] for r in recs} <= grid
 
 
@@ -498,13 +524,13 @@ def test_a_grid_is_never_extended_in_another_numeric_environment(tmp_path, monke
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     here = torch.__version__
     runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run("1.0.0"), progress=False, limit=2)
-    with pytest.raises(RuntimeError, match=re.escape(f"torch 1.0.0 in the records, {here} here")):
+    with pytest.raises(errors.EnvironmentMismatch, match=re.escape(f"torch 1.0.0 in the records, {here} here")):
         runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run(here), progress=False)
     assert len(record_files(tmp_path / "t")) == 2
     # same torch, another thread count
     runner.run_experiment(small(), results_root=tmp_path / "b", run_fn=_env_run(here, threads=2),
-                          progress=False, limit=1)  # fmt: skip
-    with pytest.raises(RuntimeError, match="threads 2 in the records, 1 here.*OMP_NUM_THREADS"):
+                          progress=False, limit=1)
+    with pytest.raises(errors.EnvironmentMismatch, match="threads 2 in the records, 1 here.*OMP_NUM_THREADS"):
         runner.run_experiment(small(), results_root=tmp_path / "b", run_fn=_env_run(here), progress=False)
     # the same environment resumes; a finished grid is never refused (nothing to add)
     runner.run_experiment(small(), results_root=tmp_path / "c", run_fn=_env_run(here), progress=False, limit=1)
@@ -516,9 +542,9 @@ def test_a_grid_is_never_extended_in_another_numeric_environment(tmp_path, monke
 
 def test_methods_runs_a_grid_in_stages(tmp_path, capsys):
     s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False,
-                              methods=["smooth_distill"])  # fmt: skip
+                              methods=["smooth_distill"])
     assert len(s.ran) == 2 and s.pending == 2 and s.stale == []
-    recs = [runner.read_record(p) for p in record_files(tmp_path / "t")]
+    recs = [records.read_record(p) for p in record_files(tmp_path / "t")]
     assert {r["spec"]["method"] for r in recs} == {"smooth_distill"}
     s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False)
     assert len(s.ran) == 2 and s.done_before == 2 and s.pending == 0
@@ -527,8 +553,8 @@ def test_methods_runs_a_grid_in_stages(tmp_path, capsys):
 
 
 def test_long_mode_is_the_papers_decay_with_ten_thousand_steps():
-    exp = runner.load_experiment(ROOT / "configs" / "long.yaml")
-    specs = runner.expand(exp)
+    exp = experiment.read_config(ROOT / "configs" / "long.yaml")
+    specs = experiment.expand(exp)
     assert {s.mode for s in specs} == {"long"} and {s.train["ema_decay"] for s in specs} == {0.999}
     assert {s.train["min_steps"] for s in specs} == {10_000} and {s.fold for s in specs} == {0}
     assert {s.seed for s in specs} == {0, 1, 2} and get_mode("long").max_windows is None

@@ -19,7 +19,7 @@ def test_both_formats_load_exactly_in_subject_placement_posture_order(tmp_path):
     assert files.placement.tolist()[:13] == ["neck"] * 12 + ["chest"]
     assert files.posture.tolist()[:12] == sleep.POSTURE_NAMES
     xyz = np.concatenate([written[p.name] for p in files.path]).astype(np.float32)
-    np.testing.assert_array_equal(rec.xyz, xyz)
+    np.testing.assert_array_equal(rec.signal, xyz)
     f = rec.frame
     assert f.activity.tolist()[:14] == [0] * 7 + [1] * 7 and f.placement.iloc[12 * 7] == 1
     assert f.session.nunique() == 108 and np.all(np.diff(f.session.to_numpy()) >= 0)

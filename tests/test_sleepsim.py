@@ -17,9 +17,9 @@ def test_deterministic_by_seed_and_subject_independent_of_count():
     a = simulate(2, 2.0, seed=3)
     b = simulate(2, 2.0, seed=3)
     assert a.frame.equals(b.frame)
-    assert not np.array_equal(a.xyz, simulate(2, 2.0, seed=4).xyz)
+    assert not np.array_equal(a.signal, simulate(2, 2.0, seed=4).signal)
     only2 = simulate(seconds=2.0, seed=3, subjects=[2])
-    np.testing.assert_array_equal(only2.xyz, a.xyz[a.frame.subject.to_numpy() == 2])
+    np.testing.assert_array_equal(only2.signal, a.signal[a.frame.subject.to_numpy() == 2])
 
 
 def test_sizes_stream_order_and_labels():
@@ -59,10 +59,10 @@ def test_mode_sizes_and_paper_window_count():
 def test_adxl345_quantisation_and_range():
     rec = simulate(1, 2.0)
     lsb = 4.0 / 1024
-    codes = rec.xyz / lsb
+    codes = rec.signal / lsb
     np.testing.assert_allclose(codes, np.round(codes), atol=1e-4)
-    assert rec.xyz.min() >= -2.0 and rec.xyz.max() <= 2.0 - lsb
-    np.testing.assert_allclose(np.linalg.norm(rec.xyz, axis=1).mean(), 1.0, atol=0.02)
+    assert rec.signal.min() >= -2.0 and rec.signal.max() <= 2.0 - lsb
+    np.testing.assert_allclose(np.linalg.norm(rec.signal, axis=1).mean(), 1.0, atol=0.02)
     assert sleepsim.quantise(np.array([5.0, -5.0, 0.001]), SleepSimParams()).tolist() == [2 - lsb, -2.0, 0.0]
 
 

@@ -154,7 +154,7 @@ def test_faithful_layout_is_the_authors_reshape():
     rec = recording(np.ones(n), np.zeros(n), np.zeros(n))
     fa = make_windows(rec, layout="faithful")
     ax = make_windows(rec, layout="axes")
-    xyz = rec.xyz
+    xyz = rec.signal
     # row 0 = x0, y0, z0, x1, ... : the first 100 interleaved values (reference notes §1.2)
     assert np.array_equal(fa.X[0, 0, 0], xyz[:100].reshape(-1)[:100])
     assert fa.X[0, 0, 0, :4].tolist() == [0.0, 0.25, 0.5, 1.0]
@@ -186,7 +186,7 @@ def test_bad_arguments_raise_clear_errors():
         make_windows(rec, layout="transposed")
     with pytest.raises(ValueError, match="no window of length 500"):
         make_windows(rec, length=500)
-    with pytest.raises(ValueError, match=r"\(N, 1, 3, L\)"):
+    with pytest.raises(ValueError, match=r"\(N, 1, C, L\)"):
         to_layout(np.zeros((2, 3, 100)), "axes", "faithful")
 
 

@@ -1,0 +1,189 @@
+"""The result chapters' comparisons, computed from run records so that a chapter only calls them.
+
+- :func:`comparable` and :func:`gains`: each method's paired difference to a baseline, with the
+  paired t-test and the Nadeau-Bengio corrected test (:mod:`stats`);
+- :func:`confusion_sums`: confusion matrices summed over runs;
+- :func:`teacher_vs_student`: the EMA teacher beside its student;
+- :func:`leakage_table`: the leakage meter of each split beside the protocol's choices;
+- :func:`ema_scale_table` (rows of :func:`ema.run_scale`) and :func:`teacher_lag`: the EMA's horizon
+  against a run's length, and the teacher's lag epoch by epoch;
+- :func:`histories`: the training histories, the input of :func:`plots.plot_history`.
+
+Inputs are the tidy frame (``records.load_records``) or :class:`records.Records` / raw records.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from smoothdistill_lib import stats
+from smoothdistill_lib.ema import run_scale
+from smoothdistill_lib.methods import paper_order
+from smoothdistill_lib.records import Records, raw_records
+from smoothdistill_lib.report import eval_sizes, one_setting, rows_where
+
+
+def comparable(df: pd.DataFrame, dataset: str, min_runs: int = 2) -> pd.DataFrame | None:
+    """The rows of ``dataset`` whose method has at least ``min_runs`` runs (a paired test needs two
+    pairs), or None when fewer than two methods qualify."""
+    d = df[df["dataset"] == dataset]
+    runs = d.groupby("method", observed=True)["run_id"].nunique()
+    keep = [m for m, n in runs.items() if n >= min_runs]
+    return d[d["method"].isin(keep)] if len(keep) >= 2 else None
+
+
+
+GAIN_COLUMNS = ["n", "gain", "p (paired t-test)", "p (Nadeau-Bengio)"]
+
+
+def gains(df: pd.DataFrame, protocol: str, task: int, baseline: str = "multitask", metric: str = "accuracy",
+          split: str = "test", min_runs: int = 2) -> pd.DataFrame:
+    """Each method's paired difference to ``baseline`` (``metric`` of the students on ``split``,
+    points), per dataset, over the (seed, fold) cells both have.
+
+    Rows ``(dataset, method)``; columns ``n`` (pairs), ``gain`` (mean of method - baseline), and the
+    two-sided p-values of the paired t-test and of the Nadeau-Bengio corrected test
+    (:func:`stats.paired_test`). Datasets without ``baseline`` or with fewer than two comparable
+    methods (:func:`comparable`) are left out; the frame is empty when none is left.
+    """
+    rows = []
+    d = rows_where(df, protocol=protocol, task=task, split=split, who="student")
+    for ds in sorted(d["dataset"].unique()):
+        g = comparable(one_setting(d, dataset=ds), ds, min_runs)
+        if g is None or baseline not in set(g["method"]):
+            continue
+        wide = g.assign(method=g["method"].astype(str)).pivot(index=["seed", "fold"], columns="method", values=metric)
+        n_train, n_test = eval_sizes(g, split)
+        for m in paper_order(wide.columns):
+            if m == baseline:
+                continue
+            both = wide[[m, baseline]].dropna()
+            if len(both) < 2:
+                continue
+            t = stats.paired_test(both[m], both[baseline], "ttest")
+            c = stats.paired_test(both[m], both[baseline], "corrected", n_train=n_train, n_test=n_test)
+            rows.append({"dataset": ds, "method": m, "n": t["n"], "gain": t["mean_diff"],
+                         "p (paired t-test)": t["pvalue"], "p (Nadeau-Bengio)": c["pvalue"]})
+    return pd.DataFrame(rows, columns=["dataset", "method", *GAIN_COLUMNS]).set_index(["dataset", "method"])
+
+
+def confusion_sums(df: pd.DataFrame, dataset: str, protocol: str | None = None, task: int = 1,
+                   split: str = "test", who: str = "student", model: str | None = None) -> dict[str, np.ndarray]:
+    """Confusion matrices (C, C) summed over the runs of each method (methods in table order; rows
+    true, columns predicted). ``protocol``/``model`` must leave one setting per method."""
+    d = one_setting(df, dataset=dataset, protocol=protocol, task=task, split=split, who=who, model=model)
+    out = {}
+    for m, g in d.groupby("method", observed=True):
+        mats = [np.asarray(c, dtype=np.int64) for c in g["confusion"] if c is not None]
+        if mats:
+            out[str(m)] = np.sum(mats, axis=0)
+    return out
+
+
+def teacher_vs_student(df: pd.DataFrame, method: str = "smooth_distill", split: str = "test",
+                       metric: str = "accuracy") -> pd.DataFrame | None:
+    """Mean ``metric`` of the student and of its EMA teacher over the runs of ``method``.
+
+    Rows ``(dataset, protocol, task)``; columns ``student``, ``teacher``, ``student - teacher``,
+    ``runs``. None when no record of ``method`` tested a teacher."""
+    d = df[(df["method"] == method) & (df["split"] == split) & df["train_ratio"].isna()]
+    if not (d["who"] == "teacher").any():
+        return None
+    keys = ["dataset", "protocol", "task"]
+    t = d.pivot_table(index=keys, columns="who", values=metric, aggfunc="mean", observed=True)
+    t = t[["student", "teacher"]].rename_axis(columns=None)
+    t["student - teacher"] = t["student"] - t["teacher"]
+    t["runs"] = d[d["who"] == "teacher"].groupby(keys)["run_id"].nunique()
+    return t
+
+
+def leakage_table(records: Records | dict[str, dict]) -> pd.DataFrame:
+    """The leakage meter of each (dataset, protocol)'s split (percent of test windows) beside the
+    pipeline options that differ between protocols, from the records' ``data`` section (mean over
+    runs: the runs of one cell share their split)."""
+    rows = []
+    for rec in raw_records(records).values():
+        opts, leak = rec["data"].get("options") or {}, rec["data"].get("leakage") or {}
+        rows.append({"dataset": rec["spec"]["dataset"], "protocol": rec["spec"]["protocol"],
+                     "test windows with any leak (%)": 100 * leak.get("any_fraction", np.nan),
+                     "sharing samples (%)": 100 * leak.get("shared_samples_fraction", np.nan),
+                     "subject seen in training (%)": 100 * leak.get("subject_in_train_fraction", np.nan),
+                     "windows cut from": {"paper": "one stream", "session": "each recording"}.get(
+                         opts.get("stream"), opts.get("stream")),
+                     "label rule": opts.get("label_rule"), "normalisation": opts.get("normalise")})
+    if not rows:
+        raise ValueError("no records to read the leakage meter from")
+    d = pd.DataFrame(rows)
+    text = ["windows cut from", "label rule", "normalisation"]
+    g = d.groupby(["dataset", "protocol"], dropna=False)
+    return pd.concat([g[[c for c in d.columns if "(%)" in c]].mean(), g[text].first()], axis=1)
+
+
+def ema_scale_table(records: Records | dict[str, dict], method: str = "smooth_distill") -> pd.DataFrame:
+    """:func:`ema.run_scale` of the runs of ``method``: per (dataset, protocol) and EMA decay, the first
+    run's fit windows, batch size and trained epochs (the length of its history). Index
+    ``(dataset, protocol)``; a cell trained with several decays has one row per decay."""
+    rows = {}
+    for rec in raw_records(records).values():
+        s = rec["spec"]
+        if s["method"] != method or s.get("train_ratio") is not None:
+            continue
+        key = (s["dataset"], s["protocol"], s["train"]["ema_decay"])
+        rows.setdefault(key, run_scale(rec["data"]["n_fit"], s["train"]["batch_size"], len(rec["history"]),
+                                       s["train"]["ema_decay"]))
+    t = pd.DataFrame.from_dict(rows, orient="index").sort_index()
+    if len(t):
+        t.index = t.index.droplevel(2).set_names(["dataset", "protocol"])
+    return t
+
+
+def histories(records: Records | dict[str, dict], method: str = "smooth_distill",
+              protocol: str | None = "paper") -> dict[str, list[pd.DataFrame]]:
+    """The training histories (one DataFrame per run, one row per epoch) of ``method`` per dataset,
+    runs of the training-ratio ablation left out; the input of :func:`plots.plot_history`."""
+    out: dict[str, list[pd.DataFrame]] = {}
+    for rid in sorted(raw_records(records)):
+        rec = raw_records(records)[rid]
+        s = rec["spec"]
+        if s["method"] == method and (protocol is None or s["protocol"] == protocol) and s.get("train_ratio") is None:
+            out.setdefault(s["dataset"], []).append(pd.DataFrame(rec["history"]))
+    return dict(sorted(out.items()))
+
+
+def teacher_lag(records: Records | dict[str, dict], method: str = "smooth_distill", protocol: str | None = "paper",
+                task: int = 1) -> pd.DataFrame:
+    """Epoch by epoch, the student's and the EMA teacher's validation accuracy and loss of ``task``
+    (mean over runs) beside the optimizer steps so far and the weight ``decay^steps`` the teacher
+    still gives to the initial network.
+
+    Rows ``(dataset, epoch)``; columns ``runs``, ``steps``, ``initial net's weight in the teacher``,
+    ``student val acc``, ``teacher val acc``, ``student val loss``, ``teacher val loss``.
+    """
+    rows = []
+    for rec in raw_records(records).values():
+        s = rec["spec"]
+        if s["method"] != method or (protocol is not None and s["protocol"] != protocol) \
+                or s.get("train_ratio") is not None:
+            continue
+        steps = math.ceil(rec["data"]["n_fit"] / s["train"]["batch_size"])
+        for h in rec["history"]:
+            if f"teacher_val_acc_task{task}" not in h:
+                raise ValueError(f"run {rec['run_id']}: its history has no teacher columns (eval_teacher off?)")
+            rows.append({"dataset": s["dataset"], "epoch": h["epoch"], "run_id": rec["run_id"],
+                         "steps": h["epoch"] * steps,
+                         "initial net's weight in the teacher": s["train"]["ema_decay"] ** (h["epoch"] * steps),
+                         "student val acc": h[f"val_acc_task{task}"],
+                         "teacher val acc": h[f"teacher_val_acc_task{task}"],
+                         "student val loss": h.get(f"val_loss_task{task}"),
+                         "teacher val loss": h.get(f"teacher_val_loss_task{task}")})
+    if not rows:
+        raise ValueError(f"no {method} records" + (f" under the {protocol} protocol" if protocol else ""))
+    d = pd.DataFrame(rows)
+    g = d.groupby(["dataset", "epoch"])
+    return pd.concat([g["run_id"].nunique().rename("runs"), g[[c for c in d.columns if c not in
+                     ("dataset", "epoch", "run_id")]].mean()], axis=1)
+
+

@@ -1,0 +1,346 @@
+"""Run records on disk: validate, read, scan, and load an experiment's records into one frame.
+
+One JSON file per finished run, ``results/<experiment>/runs/<run_id>.json`` (written by
+:mod:`runner` with :func:`fileio.atomic_write_json`). A record holds :data:`RECORD_KEYS`;
+:func:`validate_record` checks what every reader needs (the spec hashes to the run id, and each
+``evaluation`` entry has ``split``, ``who``, ``task`` and numeric ``metrics``), so a damaged record
+is refused with a reason instead of failing later inside a table. :func:`scan_records` moves such
+files aside to ``*.corrupt`` (the runner reruns them) or, read-only, skips them with the reason.
+
+:func:`load_records` turns the records of one run mode into one tidy DataFrame: one row per run x
+split (val/test) x who (student/teacher) x task (1/2), with the run's settings, its scalar metrics
+(percent) and compute figures as columns, and the per-class table, confusion matrix and training
+history as object columns. :func:`load_experiment` returns that frame, the provenance and the raw
+records together as :class:`Records`; :func:`records_summary` describes them in one column.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from smoothdistill_lib.config import MODES, results_dir
+from smoothdistill_lib.experiment import RunSpec
+from smoothdistill_lib.methods import paper_order
+
+SCHEMA = 1
+#: keys every record must hold; a file without them is treated as corrupt and rerun
+RECORD_KEYS = ("schema", "run_id", "spec", "config", "data", "best_epoch", "evaluation", "history",
+               "compute", "provenance")
+#: keys of each ``evaluation`` entry
+EVALUATION_KEYS = ("split", "who", "task", "metrics")
+STALE_TEMP_SECONDS = 3600  # leftover temp files older than this are removed
+#: one row of the frame = one run x split x who x task; these identify the run's grid cell
+RUN_COLUMNS = ["run_id", "experiment", "mode", "dataset", "protocol", "model", "method", "lam",
+               "train_ratio", "seed", "fold"]
+
+
+# ----------------------------------------------------------------------------- one record
+def validate_record(rec: Any, source: str = "<record>") -> None:
+    """Raise ``ValueError`` naming ``source`` and what is wrong, unless ``rec`` is a complete record."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"{source}: a record must be a JSON object")
+    missing = [k for k in RECORD_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"{source}: record lacks keys {missing}")
+    if rec["schema"] != SCHEMA:
+        raise ValueError(f"{source}: record schema {rec['schema']!r}, expected {SCHEMA}")
+    try:
+        spec = RunSpec.from_dict(rec["spec"])
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{source}: malformed spec ({e})") from e
+    if spec.run_id != rec["run_id"]:
+        raise ValueError(f"{source}: spec hashes to {spec.run_id}, not its run_id {rec['run_id']}")
+    for key, kind in (("data", dict), ("compute", dict), ("provenance", dict), ("history", list)):
+        if not isinstance(rec[key], kind):
+            raise ValueError(f"{source}: {key!r} must be a JSON {'object' if kind is dict else 'list'}")
+    if not isinstance(rec["evaluation"], list) or not rec["evaluation"]:
+        raise ValueError(f"{source}: record has no evaluation entries")
+    for i, e in enumerate(rec["evaluation"]):
+        where = f"{source}: evaluation[{i}]"
+        if not isinstance(e, dict) or any(k not in e for k in EVALUATION_KEYS):
+            raise ValueError(f"{where} lacks one of the keys {list(EVALUATION_KEYS)}")
+        if e["task"] not in (1, 2) or not isinstance(e["metrics"], dict) or "accuracy" not in e["metrics"]:
+            raise ValueError(f"{where}: needs task 1 or 2 and metrics with an accuracy")
+        bad = [k for k, v in e["metrics"].items()
+               if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
+        if bad:
+            raise ValueError(f"{where}: metric {bad[0]!r} is not a number")
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """Load and validate one record; raises ``ValueError`` saying what is wrong."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    validate_record(rec, source=str(path))
+    if rec["run_id"] != path.stem:
+        raise ValueError(f"{path}: run_id {rec['run_id']!r} does not match the file name")
+    return rec
+
+
+@dataclass
+class ScanResult:
+    valid: dict[str, dict]  # run_id -> record
+    corrupt: list[tuple[Path, str]]  # (moved-to path, or the file itself when not moved; reason)
+
+
+def scan_records(runs_dir: Path, quarantine: bool = True) -> ScanResult:
+    """Read every ``*.json`` record in ``runs_dir``. Invalid ones are listed with the reason and,
+    when ``quarantine``, moved to ``*.corrupt`` (beside it, ``*.corrupt.why`` holds the reason);
+    leftover temp files of a killed writer are then removed too."""
+    valid: dict[str, dict] = {}
+    corrupt: list[tuple[Path, str]] = []
+    if not runs_dir.is_dir():
+        return ScanResult(valid, corrupt)
+    if quarantine:
+        # Temp files of a writer killed between mkstemp and os.replace are never read (not *.json);
+        # remove the old ones only, so a runner working in the same folder keeps its file.
+        for tmp in runs_dir.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+                    tmp.unlink()
+    for path in sorted(runs_dir.glob("*.json")):
+        try:
+            valid[path.stem] = read_record(path)
+        except ValueError as e:
+            target = path
+            if quarantine:
+                target = free_name(path.with_name(path.name + ".corrupt"))
+                os.replace(path, target)
+                target.with_name(target.name + ".why").write_text(f"{e}\n")
+            corrupt.append((target, str(e)))
+    return ScanResult(valid, corrupt)
+
+
+def free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2`` ... : the first that does not exist."""
+    i, p = 1, path
+    while p.exists():
+        p = path.with_name(f"{path.name}.{i}")
+        i += 1
+    return p
+
+
+# ----------------------------------------------------------------------------- an experiment's records
+def experiment_folder(experiment: str | os.PathLike, results_root: str | os.PathLike | None = None) -> Path:
+    """The folder of ``experiment``: a path holding ``runs/``, or a name under the results folder."""
+    p = Path(experiment)
+    if (p / "runs").is_dir():
+        return p
+    root = Path(results_root) if results_root is not None else results_dir()
+    if (root / str(experiment) / "runs").is_dir():
+        return root / str(experiment)
+    found = sorted(d.name for d in root.glob("*") if (d / "runs").is_dir()) if root.is_dir() else []
+    raise FileNotFoundError(
+        f"no records for experiment {experiment!r} under {root} (experiments there: {found or 'none'}); "
+        f"run `python -m smoothdistill_lib run configs/{p.name}.yaml` first"
+    )
+
+
+def load_records(experiment: str | os.PathLike, mode: str | None = None,
+                 results_root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All records of ``experiment`` in one tidy DataFrame (see the module docstring).
+
+    ``mode``: keep the records of that run mode; default: the largest mode present (full > long >
+    demo > quick), with a warning naming the others. Invalid record files are skipped with a warning
+    saying why (the runner moves them aside and reruns them). Raises if two records fill the same
+    grid cell with different settings: the tables would silently mix them.
+    """
+    return _load(experiment_folder(experiment, results_root), mode)[0]
+
+
+def _load(folder: Path, mode: str | None) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The tidy frame of the records of ``mode`` in ``folder`` and those raw records by run_id."""
+    scan = scan_records(folder / "runs", quarantine=False)
+    for _path, why in scan.corrupt:
+        warnings.warn(f"skipping invalid record {why}", stacklevel=3)
+    if not scan.valid:
+        raise FileNotFoundError(f"no valid records in {folder / 'runs'}")
+    present = sorted({r["spec"]["mode"] for r in scan.valid.values()}, key=MODES.index)
+    if mode is None:
+        mode = present[-1]
+        if len(present) > 1:
+            warnings.warn(f"{folder.name}: records of modes {present}; using {mode!r} "
+                          f"(pass mode=... to choose)", stacklevel=3)
+    elif mode not in present:
+        raise ValueError(f"{folder.name}: no records of mode {mode!r}; modes present: {present}")
+    records = {k: r for k, r in scan.valid.items() if r["spec"]["mode"] == mode}
+    rows = [row for rec in records.values() for row in _rows(rec, folder.name)]
+    df = pd.DataFrame(rows)
+    _check_cells(df, folder)
+    df["method"] = pd.Categorical(df["method"], paper_order(df["method"]))
+    df = df.sort_values(["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold",
+                         "split", "who", "task"], kind="stable").reset_index(drop=True)
+    return df, records
+
+
+@dataclass(frozen=True, eq=False)
+class Records:
+    """One experiment's records, as the chapters use them.
+
+    ``df``: the tidy frame of :func:`load_records`; ``provenance``: one row per run (index
+    ``run_id``, the record's ``provenance`` keys as columns); ``records``: run_id -> raw record;
+    ``folder``: ``results/<experiment>``.
+    """
+
+    df: pd.DataFrame
+    provenance: pd.DataFrame
+    records: dict[str, dict]
+    folder: Path
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def mode(self) -> str:
+        return str(self.df["mode"].iloc[0])
+
+
+def load_experiment(experiment: str | os.PathLike, results_root: str | os.PathLike | None = None,
+                    mode: str | None = None) -> Records | None:
+    """:class:`Records` of ``experiment`` (the largest run mode present unless ``mode``), or None when
+    the experiment has no records yet. Records of other modes are left out silently: the chapters
+    show the mode they use (:func:`records_summary`)."""
+    try:
+        folder = experiment_folder(experiment, results_root)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*records of modes")
+            df, records = _load(folder, mode)
+    except FileNotFoundError:
+        return None
+    prov = pd.DataFrame([{"run_id": k, **(r.get("provenance") or {})} for k, r in records.items()])
+    return Records(df, prov.set_index("run_id"), records, folder)
+
+
+def raw_records(records: Records | dict[str, dict]) -> dict[str, dict]:
+    """run_id -> raw record, from :class:`Records` or such a dict."""
+    return records.records if isinstance(records, Records) else dict(records)
+
+
+def experiments(results_root: str | os.PathLike | None = None) -> pd.Series:
+    """Number of record files per experiment folder under the results folder (index: name, sorted)."""
+    root = Path(results_root) if results_root is not None else results_dir()
+    found = {d.name: len(list((d / "runs").glob("*.json")))
+             for d in sorted(root.glob("*")) if (d / "runs").is_dir()} if root.is_dir() else {}
+    return pd.Series(found, dtype=int, name="records").rename_axis("experiment")
+
+
+def _rows(rec: dict, experiment: str) -> list[dict]:
+    s = rec["spec"]
+    base = {"run_id": rec["run_id"], "experiment": experiment, "mode": s["mode"], "dataset": s["dataset"],
+            "protocol": s["protocol"], "model": s["model"], "method": s["method"],
+            "lam": np.nan if s["lam"] is None else float(s["lam"]),
+            "train_ratio": np.nan if s["train_ratio"] is None else float(s["train_ratio"]),
+            "seed": s["seed"], "fold": s["fold"], "epochs": s["train"].get("epochs"),
+            "batch_size": s["train"].get("batch_size"), "ema_decay": s["train"].get("ema_decay"),
+            "best_epoch": rec["best_epoch"]}
+    data = rec["data"]
+    for k in ("n_fit", "n_val", "n_test"):
+        base[k] = data.get(k)
+    base.update(_compute_columns(rec["compute"]))
+    base["history"] = rec["history"]
+    out = []
+    for e in rec["evaluation"]:
+        row = {**base, "split": e["split"], "who": e["who"], "task": int(e["task"])}
+        for k, v in e["metrics"].items():
+            row[k] = np.nan if v is None else v
+        row["class_names"] = data.get("activity_names" if row["task"] == 1 else "placement_names")
+        row["per_class"] = e.get("per_class")
+        row["confusion"] = e.get("confusion")
+        out.append(row)
+    return out
+
+
+def _compute_columns(compute: dict) -> dict:
+    """Each compute figure ``{"value", "unit", "how"}`` -> columns ``<name>``, ``<name>_unit``,
+    ``<name>_how``; nested groups (e.g. ``{"stage_seconds": {...}}``) become ``<group>_<name>``."""
+    out: dict = {}
+
+    def walk(prefix: str, d):
+        if isinstance(d, dict) and "value" in d:
+            out[prefix] = np.nan if d["value"] is None else d["value"]
+            for extra in ("unit", "how"):
+                if extra in d:
+                    out[f"{prefix}_{extra}"] = d[extra]
+        elif isinstance(d, dict):
+            for k, v in d.items():
+                walk(f"{prefix}_{k}" if prefix else k, v)
+        elif isinstance(d, int | float | str) or d is None:
+            out[prefix] = np.nan if d is None else d
+
+    walk("", compute)
+    return out
+
+
+def _check_cells(df: pd.DataFrame, folder: Path) -> None:
+    cell = ["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold"]
+    ids = df.drop_duplicates("run_id").groupby(cell, dropna=False)["run_id"].agg(list)
+    clash = ids[ids.map(len) > 1]
+    if len(clash):
+        where = ", ".join(f"{k}={v}" for k, v in zip(cell, clash.index[0]))
+        raise ValueError(
+            f"{folder}: {len(clash)} grid cell(s) hold records with different settings, e.g. run_ids "
+            f"{clash.iloc[0]} at {where}: rerun the experiment's config (the runner moves stale records "
+            f"aside) or remove the old records"
+        )
+
+
+def _joined(values) -> str:
+    return ", ".join(map(str, sorted(set(values), key=lambda v: (str(type(v)), v))))
+
+
+def records_summary(records_or_df: Records | pd.DataFrame, provenance: pd.DataFrame | None = None) -> pd.Series:
+    """One column describing a set of records: the grid's sizes, and where, when and from which
+    library commit it ran.
+
+    Rows: mode, runs, datasets, protocols, models, methods, epochs, EMA decay, seeds, folds and, with
+    provenance, device, torch, library commit, grid started (UTC, when the records say) and finished
+    (UTC, first .. last run). The commit is the one captured when the grid started
+    (``provenance["grid"]``), else each record's own; "+ local changes" marks a dirty checkout.
+    """
+    if isinstance(records_or_df, Records):
+        df, provenance = records_or_df.df, records_or_df.provenance if provenance is None else provenance
+    else:
+        df = records_or_df
+    runs = df.drop_duplicates("run_id")
+    out = {"mode": _joined(runs["mode"]), "runs": len(runs)}
+    for col, label in (("dataset", "datasets"), ("protocol", "protocols"), ("model", "models"),
+                       ("method", "methods"), ("epochs", "epochs"), ("ema_decay", "EMA decay"),
+                       ("seed", "seeds"), ("fold", "folds")):
+        if col == "method" and col in runs:  # the paper's order, not the alphabet's
+            out[label] = ", ".join(paper_order(runs[col].astype(str)))
+        elif col in runs:
+            out[label] = _joined(runs[col].dropna())
+    if provenance is not None:
+        p = provenance.reindex(runs["run_id"])
+        for col, label in (("device", "device"), ("torch", "torch")):
+            if col in p:
+                out[label] = _joined(p[col].dropna().astype(str))
+        grid = p["grid"] if "grid" in p else pd.Series(None, index=p.index, dtype=object)
+        commits, started = set(), set()
+        for g, commit, dirty in zip(grid, p.get("commit", [None] * len(p)), p.get("dirty", [None] * len(p))):
+            if isinstance(g, dict):  # captured once when run_experiment started: one commit per grid
+                commit, dirty = g.get("commit"), g.get("dirty")
+                if g.get("started"):
+                    started.add(str(g["started"])[:16])
+            commits.add(f"{commit}{' + local changes' if dirty is True else ''}")
+        out["library commit"] = ", ".join(sorted(commits))
+        if started:
+            out["grid started (UTC)"] = ", ".join(sorted(started))
+        if "finished" in p and p["finished"].notna().any():
+            w = p["finished"].dropna().astype(str)
+            out["finished (UTC)"] = f"{w.min()[:16]} .. {w.max()[:16]}"
+    return pd.Series(out, dtype=object)
