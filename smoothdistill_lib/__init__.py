@@ -2,8 +2,8 @@
 
 Modules follow the data flow of the book, one concept each::
 
-    recordings -> windows -> splits -> models / losses / ema / methods -> engine
-        -> runner (run records) -> metrics / stats / compute -> report / plots -> chapters
+    recordings -> datasets -> windows -> splits -> pipeline -> models / losses / ema / methods
+        -> engine -> checkpoints -> experiment -> records -> runner -> report -> analyses / plots -> chapters
 
 See CONTRIBUTING.md for the contracts between the modules.
 """

@@ -37,6 +37,7 @@ from smoothdistill_lib import __version__, engine
 from smoothdistill_lib.engine import TrainConfig, predict
 from smoothdistill_lib.errors import CheckpointError
 from smoothdistill_lib.fileio import atomic_write, json_hash, jsonable, sha256_file
+from smoothdistill_lib.methods import get_method
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import build_model
 from smoothdistill_lib.splits import Standardizer
@@ -252,7 +253,7 @@ def summary(checkpoint: Checkpoint) -> dict:
     steps = math.ceil(meta["n_fit"] / meta["config"]["batch_size"])
     per_stage = hist.groupby("stage")["epoch_seconds"].agg(["median", "size"])
     last_stage = float(per_stage["median"].iloc[-1])
-    per_net = 2 if meta["config"]["method"] == "singletask" else 1
+    per_net = 2 if get_method(meta["config"]["method"]).single_task else 1
     metrics = meta["metrics"]
     return {
         "networks trained": len(meta["stage_seconds"]) * per_net,

@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from smoothdistill_lib.methods import get_method
 from smoothdistill_lib.models import DEFAULT_WINDOW_LENGTH, build_model, count_parameters
+from smoothdistill_lib.provenance import cpu_name
 
 __all__ = [
     "CostMeter",
@@ -411,8 +412,6 @@ class CostMeter:
 
 
 def _cpu_label() -> str:
-    from smoothdistill_lib.provenance import cpu_name
-
     return f"cpu: {cpu_name()}"
 
 

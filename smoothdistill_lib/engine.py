@@ -505,7 +505,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
                                cfg.lr, device)
     ema = teacher if isinstance(teacher, EMATeacher) else None
     eval_teacher = ema is not None and cfg.eval_teacher
-    has_kd = method.name in ("sd_dropout", "smooth_distill", "born_again")
+    has_kd = method.kd_terms
     forward = _forward_pair(models)
     bests = {name: _Best() for name in (*models, *(("teacher",) if eval_teacher else ()))}
     if bar is not None and stage_label:

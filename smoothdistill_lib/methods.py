@@ -153,6 +153,7 @@ class Method:
     stage1: str | None = None  # method trained first to give the teacher (born_again)
     sweeps_lam: bool = False  # an experiment's ``lams`` apply to it (its loss weighs KD by lambda)
     extra_head_passes: int = 0  # head passes per step beyond the forward (SD-Dropout's dropout views)
+    kd_terms: bool = False  # its step returns kd1/kd2 (distillation or SDD terms) for the history
 
     @property
     def models_trained(self) -> int:
@@ -168,15 +169,16 @@ METHODS: dict[str, Method] = {
                         "Multitask", "3 x forward"),
     "sd_dropout": Method("sd_dropout", sd_dropout_step,
                          "multitask + symmetric KL between dropout views of the shared features (T=2)",
-                         "SD-Dropout", "3 x (forward + 4 dropout-view head passes)", extra_head_passes=4),
+                         "SD-Dropout", "3 x (forward + 4 dropout-view head passes)", extra_head_passes=4,
+                         kd_terms=True),
     "born_again": Method("born_again", born_again_step,
                          "stage 1 multitask teacher, stage 2 fresh student with CE + lam KD (T=3)",
                          "Born-Again", "stage 1: 3 x forward; stage 2: 3 x forward + teacher forward",
-                         teacher="stage1", stage1="multitask"),
+                         teacher="stage1", stage1="multitask", kd_terms=True),
     "smooth_distill": Method("smooth_distill", smooth_distill_step,
                              "CE + lam KD from an EMA teacher updated after every step (T=3; a=0.999 at full size)",
                              "Smooth-Distill", "3 x forward + teacher forward + EMA (3 x params per step of {batch_size})",
-                             teacher="ema", sweeps_lam=True),
+                             teacher="ema", sweeps_lam=True, kd_terms=True),
 }
 
 #: methods whose loss weighs distillation by lambda, swept by an experiment's ``lams``

@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root
 from smoothdistill_lib.experiment import missing_datasets
 from smoothdistill_lib.fileio import atomic_write_json, file_lock, json_hash
+from smoothdistill_lib.provenance import provenance
 from smoothdistill_lib.records import load_experiment
 from smoothdistill_lib.runner import run_experiment
 
@@ -110,8 +112,6 @@ def banner(mode: str | ModeSettings | None = None, data: Any = None, show: bool 
     chapter uses, e.g. ``{"dataset": "wisdm", "subjects": [1600, 1604], "protocol": "paper"}``.
     The dict comes from :func:`smoothdistill_lib.provenance.provenance`.
     """
-    from smoothdistill_lib.provenance import provenance  # lazy: git and torch probing
-
     name = mode.name if isinstance(mode, ModeSettings) else get_mode(mode).name
     prov = provenance(mode=name, data=data)
     if show:
@@ -136,8 +136,6 @@ def setup(mode: str | None = None, figsize: tuple[float, float] = (6.0, 3.2), dp
 
     PNG figures (not SVG/retina) at ``dpi`` keep executed notebooks small.
     """
-    import matplotlib as mpl
-
     mpl.rcParams.update({"figure.figsize": figsize, "figure.dpi": dpi, "savefig.dpi": dpi,
                          "figure.autolayout": True})
     try:  # inline backend only exists inside a kernel

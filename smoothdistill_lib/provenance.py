@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import smoothdistill_lib
+from smoothdistill_lib.config import get_mode
 
 _PACKAGE_ROOT = Path(smoothdistill_lib.__file__).resolve().parent.parent
 
@@ -86,8 +87,6 @@ def provenance(mode=None, data=None, device=None) -> dict:
     threads), ``platform``,
     ``timestamp`` (UTC, ISO 8601), ``mode``, ``data``.
     """
-    from smoothdistill_lib.config import get_mode
-
     if mode is None or isinstance(mode, str):
         mode = get_mode(mode).name
     else:
