@@ -147,6 +147,10 @@ def load_recording(name: str, mode=None, subjects=None, download: bool = True, *
                     f"files; {root} has {len(both)}"
                 )
             subjects = both[: m.wisdm_subjects]
+            # the mode's first N subjects of a partial folder are not the full archive's first N:
+            # warn here, since wisdm.load never warns about explicitly chosen subjects
+            wisdm.check_complete(root, options.get("placements", wisdm.PLACEMENT_NAMES),
+                                 subset_ok=options.get("subset_ok"))
         rec = wisdm.load(root, subjects, **options)
     elif name == "mhealth":
         from smoothdistill_lib import mhealth
