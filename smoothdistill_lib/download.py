@@ -140,6 +140,12 @@ def _staging(root: Path, name: str):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _kind(e: BaseException) -> str:
+    """``zlib.error`` rather than the bare ``error`` (builtins keep their plain names)."""
+    mod = type(e).__module__
+    return type(e).__name__ if mod == "builtins" else f"{mod}.{type(e).__name__}"
+
+
 def _move_into_place(src: Path, dest: Path) -> None:
     """``os.replace`` the verified folder ``src`` to ``dest``; an empty ``dest`` is replaced, anything
     else there is the user's and is never overwritten."""
@@ -266,7 +272,7 @@ def prepare_wisdm(root: Path | str, *, download: bool = True, verify: bool = Fal
             safe_extract(inner_files[0], tmp, members=_wisdm_member)
         except ARCHIVE_ERRORS as e:
             outer.unlink(missing_ok=True)
-            raise DownloadError(f"{outer} is damaged or not a valid zip ({type(e).__name__}: {e}); it was deleted "
+            raise DownloadError(f"{outer} is damaged or not a valid zip ({_kind(e)}: {e}); it was deleted "
                                 f"and nothing was installed. {_wisdm_hint(root, url)}") from e
         try:
             verify_wisdm(tmp, full=True, require_all=True)
@@ -326,7 +332,7 @@ def prepare_mhealth(root: Path | str, *, download: bool = True, url: str = MHEAL
             written = safe_extract(archive, tmp / "zip", members=lambda n: "__MACOSX" not in n
                                    and mhealth._FILE_RE.match(PurePosixPath(n).name) is not None)
         except ARCHIVE_ERRORS as e:
-            refuse(f"damaged or not a valid zip ({type(e).__name__}: {e})", e)
+            refuse(f"damaged or not a valid zip ({_kind(e)}: {e})", e)
         names = sorted(p.name for p in written)
         wanted = [f"mHealth_subject{s}.log" for s in mhealth.SUBJECTS]
         if sorted(set(names)) != sorted(wanted) or len(names) != len(wanted):
