@@ -134,13 +134,19 @@ def expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def one_line(e: BaseException) -> str:
-    """``e``'s message as one line: a YAML error as ``file, line L, column C: problem``, other
-    multi-line messages joined with ``; ``; an empty message falls back to the class name."""
+    """``e``'s message as one line: a YAML error (or an error caused by one) ends in ``(line L,
+    column C: problem)`` instead of YAML's five-line excerpt; other multi-line messages are joined
+    with ``; ``; an empty message falls back to the class name."""
     import yaml
 
-    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
-        m = e.problem_mark
-        text = f"{m.name}, line {m.line + 1}, column {m.column + 1}: {e.problem or e.context or 'invalid YAML'}"
+    cause = e if isinstance(e, yaml.MarkedYAMLError) else e.__cause__
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+        m = cause.problem_mark
+        where = f"line {m.line + 1}, column {m.column + 1}: {cause.problem or cause.context or 'invalid YAML'}"
+        if cause is e:
+            text = where if m.name.startswith("<") else f"{m.name}, {where}"
+        else:
+            text = f"{str(e).splitlines()[0]} ({where})"
     else:
         text = str(e)
     parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -153,8 +159,12 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the subcommand's handler, return the exit status (see the module doc)."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv``, run the subcommand's handler, return the exit status (see the module doc).
+    Bad arguments and ``--help`` return their status too (argparse's SystemExit is not let through)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # the message (or help) is printed already
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
     debug = getattr(args, "debug", False)
     module, name = HANDLERS[args.command]
     with warnings.catch_warnings():
