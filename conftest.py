@@ -1,8 +1,9 @@
 """Root pytest configuration: notebooks under book/ run through nbval in quick mode.
 
 ``pytest`` collects ``tests/`` and ``book/`` (pyproject ``testpaths``); nbval (``--nbval-lax`` in
-``addopts``) runs every chapter ``book/NN_*.ipynb`` and compares the outputs of the cells marked
-``# NBVAL_CHECK_OUTPUT`` with the stored ones. Nothing else in ``book/`` is collected.
+``addopts``) runs every chapter ``book/NN_*.ipynb`` and compares the outputs of the cells
+tagged ``nbval-check-output`` (a cell tag, invisible to readers) with the stored ones. Nothing else
+in ``book/`` is collected.
 """
 
 import os

@@ -66,11 +66,13 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
-def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: float = 60.0) -> Path:
+def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: float = 60.0,
+          progress: bool = False) -> Path:
     """Download ``url`` to ``dest`` unless ``dest`` already exists (and matches ``sha256`` if given).
 
     Atomic: written to a temporary file in ``dest``'s folder, checked, then renamed. A checksum
     mismatch deletes the download and raises ValueError naming the file and both sums.
+    ``progress``: show a tqdm progress bar (bytes, out of the server's Content-Length).
     """
     dest = Path(dest)
     if dest.exists():
@@ -85,9 +87,14 @@ def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: flo
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    h.update(chunk)
+                from tqdm.auto import tqdm
+
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                    while chunk := resp.read(_CHUNK):
+                        out.write(chunk)
+                        h.update(chunk)
+                        bar.update(len(chunk))
         if sha256 is not None and h.hexdigest() != sha256.lower():
             raise ValueError(
                 f"{dest}: sha256 mismatch for the download from {url}: expected {sha256.lower()}, "
