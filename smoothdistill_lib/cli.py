@@ -2,15 +2,27 @@
 
 The subcommands and their options are a stable interface (the book, the README and CI call them).
 Each handler lives next to the code it drives and is imported lazily, so ``--help`` stays fast.
+
+Every expected failure, from every subcommand, ends in ONE line on stderr, ``error: <message>``,
+and exit status 2 (130 for Ctrl-C): bad arguments, a :class:`~smoothdistill_lib.errors.UserError`
+(refusals, damaged downloads), ``ValueError`` (bad input: the message names the file, line or
+argument), ``FileNotFoundError`` / ``PermissionError`` / other ``OSError`` (missing or unreadable
+files, a full disk), ``FloatingPointError`` (a run that became non-finite), YAML syntax errors and
+torch's refusal to unpickle a checkpoint. Anything else is a bug and keeps its traceback.
+``--debug`` (before or after the subcommand) shows the traceback of an expected failure too.
+Warnings (e.g. an incomplete dataset) print as one ``warning: ...`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import sys
+import warnings
 
 from smoothdistill_lib.config import MODES
+from smoothdistill_lib.errors import UserError
 
 # subcommand -> (module, handler). A handler takes the parsed Namespace and returns an exit code.
 HANDLERS = {
@@ -22,56 +34,155 @@ HANDLERS = {
 }
 
 
+#: exit status of an expected failure (argparse's own, for bad arguments, is also 2)
+EXIT_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported as ONE line (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (``--epochs 0`` once silently trained the mode's default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type: a device torch can use here (checked now, not after the data are prepared)."""
+    from smoothdistill_lib.engine import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m smoothdistill_lib", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    # --debug is accepted before and after the subcommand (SUPPRESS: a subparser's default never
+    # overwrites a value given before it)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error (default: one line)")
+    p = _Parser(prog="python -m smoothdistill_lib", description=__doc__.splitlines()[0], parents=[debug])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("datasets", help="list each dataset, where it is looked for, and whether it is present")
+    sub.add_parser("datasets", parents=[debug],
+                   help="list each dataset, where it is looked for, and whether it is present")
 
-    w = sub.add_parser("windows", help="window a dataset, split it, and print counts and leakage as JSON")
+    w = sub.add_parser("windows", parents=[debug], help="window a dataset, split it, and print counts and leakage as JSON")
     w.add_argument("--dataset", required=True, help="wisdm | mhealth | sleep | sleepsim")
     w.add_argument("--protocol", default="paper", choices=["paper", "subject"])
     w.add_argument("--seed", type=int, default=42)
     w.add_argument("--mode", choices=MODES, default=None, help="run size (default: $SMOOTHDISTILL_MODE)")
 
-    t = sub.add_parser("train", help="train one model with one method; print one JSON object")
+    t = sub.add_parser("train", parents=[debug], help="train one model with one method; print one JSON object")
     t.add_argument("--dataset", required=True)
     t.add_argument("--method", required=True,
                    help="singletask | multitask | sd_dropout | born_again | smooth_distill")
     t.add_argument("--model", default="mtlnet", help="mtlnet | mtlnet_corrected | lstm | bilstm | gru | anponet")
     t.add_argument("--mode", choices=MODES, default=None)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: the mode's)")
     t.add_argument("--protocol", default="paper", choices=["paper", "subject"])
-    t.add_argument("--fold", type=int, default=0)
+    t.add_argument("--fold", type=_non_negative_int, default=0)
     t.add_argument("--lam", type=float, default=None, help="distillation weight lambda")
-    t.add_argument("--device", default=None, help="cuda | mps | cpu (default: best available)")
+    t.add_argument("--device", type=_device, default=None, help="cuda | mps | cpu (default: best available)")
 
-    r = sub.add_parser("run", help="run (or resume) an experiment grid from a config file")
+    r = sub.add_parser("run", parents=[debug], help="run (or resume) an experiment grid from a config file")
     r.add_argument("config", help="path to a YAML/JSON experiment config (see configs/)")
     r.add_argument("--mode", choices=MODES, default=None)
-    r.add_argument("--device", default=None)
-    r.add_argument("--limit", type=int, default=None, help="run at most this many pending runs, then stop")
+    r.add_argument("--device", type=_device, default=None)
+    r.add_argument("--limit", type=_non_negative_int, default=None, help="run at most this many pending runs, then stop")
     r.add_argument("--methods", default=None,
                    help="comma-separated: run only these methods' pending runs now (a grid in stages)")
     r.add_argument("--require-clean", action="store_true",
                    help="refuse to start when tracked files have uncommitted changes (for records to publish)")
 
-    rep = sub.add_parser("report", help="print an experiment's tables as markdown and write CSVs")
+    rep = sub.add_parser("report", parents=[debug], help="print an experiment's tables as markdown and write CSVs")
     rep.add_argument("experiment", help="experiment name (folder under results/) or its path")
     rep.add_argument("--out", default=None, help="folder for the CSVs (default: the experiment folder)")
     return p
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that are expected failures (one line, no traceback); the rest are bugs."""
+    import yaml
+
+    return (UserError, ValueError, FileNotFoundError, PermissionError, OSError, FloatingPointError,
+            yaml.YAMLError, pickle.UnpicklingError)
+
+
+def one_line(e: BaseException) -> str:
+    """``e``'s message as one line: a YAML error (or an error caused by one) ends in ``(line L,
+    column C: problem)`` instead of YAML's five-line excerpt; other multi-line messages are joined
+    with ``; ``; an empty message falls back to the class name."""
+    import yaml
+
+    cause = e if isinstance(e, yaml.MarkedYAMLError) else e.__cause__
+    if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+        m = cause.problem_mark
+        where = f"line {m.line + 1}, column {m.column + 1}: {cause.problem or cause.context or 'invalid YAML'}"
+        if cause is e:
+            text = where if m.name.startswith("<") else f"{m.name}, {where}"
+        else:
+            text = f"{str(e).splitlines()[0]} ({where})"
+    else:
+        text = str(e)
+    parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(parts) or type(e).__name__
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    # warnings on the command line: one line each, like errors (the default format adds the source line)
+    print(f"warning: {message} [{category.__name__}]", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    module, name = HANDLERS[args.command]
-    handler = getattr(importlib.import_module(module), name)
+    """Parse ``argv``, run the subcommand's handler, return the exit status (see the module doc).
+    Bad arguments and ``--help`` return their status too (argparse's SystemExit is not let through)."""
     try:
-        return int(handler(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # bad input: one clear line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # the message (or help) is printed already
+        return e.code if isinstance(e.code, int) else EXIT_ERROR
+    debug = getattr(args, "debug", False)
+    module, name = HANDLERS[args.command]
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _warning_line
+        try:
+            handler = getattr(importlib.import_module(module), name)
+            return int(handler(args) or 0)
+        except expected_errors() as e:  # bad input or a refusal: one clear line, no traceback
+            if debug:
+                raise
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            print("error: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 chapter and every command runs the same code path in every mode; only the sizes below change.
 
 ``SMOOTHDISTILL_DATA`` is where datasets are looked for and downloaded (default
-``~/.cache/smoothdistill``).
+``~/.cache/smoothdistill``). ``SMOOTHDISTILL_CACHE`` is where parsed copies of data files are kept
+(default ``~/.cache/smoothdistill/cache``): the library only ever reads data folders.
 """
 
 from __future__ import annotations
@@ -94,6 +95,20 @@ def data_dir() -> Path:
     """Where datasets are looked for and downloaded: ``$SMOOTHDISTILL_DATA`` or ``~/.cache/smoothdistill``."""
     env = os.environ.get("SMOOTHDISTILL_DATA")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "smoothdistill"
+
+
+def cache_dir() -> Path:
+    """Where derived files (parsed copies of raw data) are kept: ``$SMOOTHDISTILL_CACHE``, else
+    ``$XDG_CACHE_HOME/smoothdistill/cache``, else ``~/.cache/smoothdistill/cache``.
+
+    Never a data folder: those are only read (a shared copy may be read-only, and writing next to
+    someone's raw files is a surprise). Created on first use by whoever writes there.
+    """
+    env = os.environ.get("SMOOTHDISTILL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "smoothdistill" / "cache"
 
 
 def project_root() -> Path:

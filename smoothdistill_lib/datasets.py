@@ -73,6 +73,10 @@ def _wisdm_loader(subjects=None, mode: ModeSettings | None = None, download: boo
                 f"files; {root} has {len(both)}"
             )
         subjects = both[: mode.wisdm_subjects]
+        # the mode's first N subjects of a partial folder are not the full archive's first N:
+        # warn here, since wisdm.load never warns about explicitly chosen subjects
+        wisdm.check_complete(root, options.get("placements", wisdm.PLACEMENT_NAMES),
+                             subset_ok=options.get("subset_ok"))
     return wisdm.load(root, subjects, **options)
 
 

@@ -189,16 +189,27 @@ class FitResult:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` as a ``torch.device``; ``None`` picks cuda > mps > cpu."""
+    """``device`` as a ``torch.device``; ``None`` picks cuda > mps > cpu.
+
+    ValueError (one line naming the value) for a string torch cannot parse (``"nosuch"``), a device
+    type this machine lacks, or a CUDA index beyond the devices present.
+    """
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:  # torch lists its twenty device types; ours names the usual ones
+        raise ValueError(
+            f"device={device!r} is not a device name torch knows; use 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+        ) from e
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} requested but CUDA is not available; use device='cpu' or None")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} requested but MPS is not available; use device='cpu' or None")
     return dev
@@ -715,6 +726,17 @@ def _f1_macro(y_true, y_pred, n_classes: int) -> float:
 def cli_train(args) -> int:
     """``train``: prepare one dataset, fit one method on one fold, print ONE JSON object to stdout."""
     mode = get_mode(args.mode)
+    # the arguments are checked before the data are prepared (which takes a while), each error naming
+    # its option; argparse checks them too, but cli_train may be called with a hand-made Namespace
+    if args.epochs is not None and (isinstance(args.epochs, bool) or not isinstance(args.epochs, int)
+                                    or args.epochs < 1):
+        raise ValueError(f"--epochs must be a whole number >= 1, got {args.epochs!r}")
+    if args.lam is not None and not (isinstance(args.lam, (int, float)) and math.isfinite(args.lam) and args.lam >= 0):
+        raise ValueError(f"--lam must be a finite number >= 0, got {args.lam!r}")
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise ValueError(f"--device: {e}") from None
     if args.model not in MODELS:
         raise ValueError(f"--model {args.model!r} is unknown; choose one of {', '.join(MODELS)}")
     get_method(args.method)

@@ -9,6 +9,11 @@ Stream order (the authors' vertical stacking, which the paper's 60,786 windows r
 subject's chest rows, then every subject's ankle rows, then every subject's arm rows; within a
 placement, subjects in ``file_order``: ``"numeric"`` (1, 2, ..., 10; the default) or ``"authors"``
 (``sorted()`` of the file names: 1, 10, 2, ..., 9, which is what the authors' code produced).
+
+Values are checked after the cast to float32 (the training dtype): ``1e39`` is a finite float64
+but ``inf`` in float32, and is reported with its file and line. Loading every log found from a
+folder without all 10 warns (:class:`~smoothdistill_lib.errors.IncompleteDataWarning`) unless
+``subset_ok=True`` or ``SMOOTHDISTILL_ALLOW_SUBSET=1``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ SAMPLING_RATE_HZ = 50.0
 #: Rows of the full archive (10 subjects), as documented. The authors stack the three placements
 #: into one stream of 3 x this many rows, which gives the paper's 60,786 windows.
 DOCUMENTED_ROWS = 1_215_745
+SUBJECTS = tuple(range(1, 11))  # the archive's 10 logs, mHealth_subject1..10.log
 FOLDERS = ("MHEALTHDATASET", "mhealth", ".")  # looked for under root, in this order
 _FILE_RE = re.compile(r"^mHealth_subject(\d+)\.log$")
 
@@ -79,11 +85,23 @@ def _scan_for_error(path: Path) -> ValueError:
                 )
             if not np.isfinite(values).all():
                 return ValueError(f"{path}, line {lineno}: non-finite value")
+            if not np.isfinite(_as_float32(values)).all():
+                return ValueError(
+                    f"{path}, line {lineno}: value out of range: it does not fit in float32 (the training "
+                    f"dtype, largest {np.finfo(np.float32).max:.3g}) and would load as inf"
+                )
     return ValueError(f"{path}: could not be parsed as an MHEALTH log")
 
 
+def _as_float32(values) -> np.ndarray:
+    """``values`` cast to float32, overflow silently giving inf (the callers report it)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
 def read_log(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """One log: ``(signals (n, 24-1) float64, labels (n,) int16)``; ValueError names file and line."""
+    """One log: ``(signals (n, 24-1) float64, labels (n,) int16)``; ValueError names file and line
+    (wrong column count, a non-number, a label outside 0..12, a value not finite in float32)."""
     path = Path(path)
     try:
         df = pd.read_csv(path, sep=r"\s+", header=None, engine="c", dtype=np.float64)
@@ -92,7 +110,8 @@ def read_log(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     except (pd.errors.ParserError, ValueError) as e:
         raise _scan_for_error(path) from e
     values = df.to_numpy()
-    if values.shape[1] != N_COLUMNS or not np.isfinite(values).all():
+    # finite in float32 too (checked after the cast): the signals are trained on as float32
+    if values.shape[1] != N_COLUMNS or not np.isfinite(_as_float32(values)).all():
         raise _scan_for_error(path)
     labels = values[:, LABEL_COLUMN]
     if ((labels != np.round(labels)) | (labels < 0) | (labels >= len(ACTIVITY_NAMES))).any():
@@ -100,13 +119,34 @@ def read_log(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     return values[:, :LABEL_COLUMN], labels.astype(np.int16)
 
 
-def load(root: Path | str, subjects=None, *, drop_null: bool = False, file_order: str = "numeric") -> Recording:
+def check_complete(root: Path | str, *, subset_ok: bool | None = None, stacklevel: int = 3) -> list[int]:
+    """Warn (one line, ``IncompleteDataWarning``) when ``root`` lacks some of the 10 documented logs,
+    naming how many and which; silent when ``subset_ok`` or ``$SMOOTHDISTILL_ALLOW_SUBSET`` opts in.
+    Returns the missing subject ids."""
+    from smoothdistill_lib.errors import warn_incomplete
+
+    missing = sorted(set(SUBJECTS) - set(log_files(root).subject))
+    if missing:
+        where = find_dir(root) or Path(root) / FOLDERS[0]
+        warn_incomplete(
+            f"MHEALTH folder {where} is incomplete: it holds {len(SUBJECTS) - len(missing)} of "
+            f"{len(SUBJECTS)} subject logs (missing: {', '.join(f'mHealth_subject{s}.log' for s in missing[:4])}"
+            + (", ..." if len(missing) > 4 else "") + ")",
+            subset_ok, stacklevel=stacklevel + 1,
+        )
+    return missing
+
+
+def load(root: Path | str, subjects=None, *, drop_null: bool = False, file_order: str = "numeric",
+         subset_ok: bool | None = None) -> Recording:
     """Load the MHEALTH logs under ``root`` as one :class:`Recording` (placements stacked).
 
     ``subjects``: ids 1..10 to keep (default: every log found; asking for an absent one raises
     FileNotFoundError naming it). ``drop_null=True`` removes label 0 (Null, ~72 % of rows; the
     paper keeps it). Sessions are contiguous runs of one subject/placement/label (in the original
     rows, so dropping Null never merges two runs). ``info["sessions"]``: one row per session.
+    Loading every log found (``subjects=None``) from a folder without all 10 warns
+    (``IncompleteDataWarning``) unless ``subset_ok=True`` or ``$SMOOTHDISTILL_ALLOW_SUBSET`` is set.
     """
     files = log_files(root, file_order)
     if subjects is not None:
@@ -124,6 +164,8 @@ def load(root: Path | str, subjects=None, *, drop_null: bool = False, file_order
             f"MHEALTH: no mHealth_subject<k>.log files under {Path(root)} (looked in "
             + ", ".join(str(Path(root) / f) for f in FOLDERS) + ")"
         )
+    if subjects is None:
+        check_complete(root, subset_ok=subset_ok)
     logs = [read_log(p) for p in files.path]
     n = np.array([len(lab) for _, lab in logs])
     subject = np.repeat(files.subject.to_numpy(np.int32), n)

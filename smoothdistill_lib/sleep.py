@@ -14,7 +14,9 @@ The authors silently dropped files whose names do not map; here they are an erro
 (``on_unknown="skip"`` reproduces the authors' behaviour).
 
 Stream order: subject, then placement, then posture (then file name), the same as ``sleepsim``,
-never ``os.listdir`` order. Values are kept in the files' units (unknown: g or raw counts).
+never ``os.listdir`` order. Values are kept in the files' units (unknown: g or raw counts), as
+float32, and checked after that cast: ``1e39`` is finite in float64 but ``inf`` in float32, and is
+reported with its file and line.
 """
 
 from __future__ import annotations
@@ -107,11 +109,23 @@ def _scan_for_error(path: Path, lines: list[str], first_data: int, fmt: str) -> 
             )
         if not np.isfinite([float(f) for f in fields]).all():
             return ValueError(f"{path}, line {lineno + 1}: non-finite value in {lines[lineno][:80]!r}")
+        if not np.isfinite(_as_float32([float(f) for f in fields[-3:]])).all():
+            return ValueError(
+                f"{path}, line {lineno + 1}: value out of range in {lines[lineno][:80]!r}: it does not fit "
+                f"in float32 (the training dtype, largest {np.finfo(np.float32).max:.3g}) and would load as inf"
+            )
     return ValueError(f"{path}: could not be parsed as an {fmt} sleep file")
 
 
+def _as_float32(values) -> np.ndarray:
+    """``values`` cast to float32, overflow silently giving inf (the callers report it)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32)
+
+
 def read_file(path: Path | str) -> np.ndarray:
-    """One file's samples, (n, 3) float32; ValueError naming the file and first bad line."""
+    """One file's samples, (n, 3) float32; ValueError naming the file and first bad line (malformed,
+    or a value that is not finite once cast to float32)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8", errors="replace")
     fmt = detect_format(path, text)
@@ -122,9 +136,13 @@ def read_file(path: Path | str) -> np.ndarray:
         values = pd.read_csv(io.StringIO(body), header=None, dtype=np.float64).to_numpy()
     except (ValueError, pd.errors.ParserError) as e:
         raise _scan_for_error(path, lines, first_data, fmt) from e
-    if values.shape[1] != (4 if fmt == "F1" else 3) or not np.isfinite(values).all():
+    if values.shape[1] != (4 if fmt == "F1" else 3):
         raise _scan_for_error(path, lines, first_data, fmt)
-    return values[:, -3:].astype(np.float32)
+    xyz = _as_float32(values[:, -3:])
+    # checked after the cast (the first, ignored F1 column must be finite too: a damaged line)
+    if not (np.isfinite(xyz).all() and np.isfinite(values).all()):
+        raise _scan_for_error(path, lines, first_data, fmt)
+    return xyz
 
 
 def _subject_ids(tokens: list[str]) -> dict[str, int]:

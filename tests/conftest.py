@@ -28,6 +28,13 @@ def _wisdm_root() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty cache folder (``SMOOTHDISTILL_CACHE``): tests never read entries
+    left by another test, and never fill the user's cache with entries for deleted temporary files."""
+    monkeypatch.setenv("SMOOTHDISTILL_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The folder that holds ``wisdm-dataset/`` (real data), or skip."""

@@ -105,3 +105,24 @@ def test_real_quick_mode_subset(real_data_dir, monkeypatch):
     assert [p.name for p in files] == [f"data_{s}_accel_{p}.txt" for p in ("phone", "watch") for s in (1600, 1604, 1606)]
     assert len(rec) == sum(p.read_bytes().count(b"\n") for p in files)
     assert rec.frame.groupby("placement").subject.nunique().tolist() == [3, 3]
+
+
+def test_quick_mode_on_an_incomplete_folder_warns_once(data, monkeypatch):
+    """The mode's first 3 subjects of a partial folder are not the full archive's first 3: say so."""
+    import warnings
+
+    from smoothdistill_lib.errors import IncompleteDataWarning
+    from tests.rawfixtures import write_wisdm_file
+
+    monkeypatch.delenv("SMOOTHDISTILL_ALLOW_SUBSET", raising=False)
+    monkeypatch.setattr(dl, "verify_wisdm", lambda *a, **k: None)  # tiny stand-ins, not the real sizes
+    for s in (1600, 1602, 1605):  # archive names, so the shipped 102-file list applies
+        for p in ("phone", "watch"):
+            write_wisdm_file(data, s, p, text=f"{s},A,1000,1.0,2.0,3.0;\n")
+    with pytest.warns(IncompleteDataWarning) as w:
+        rec = datasets.load_recording("wisdm", mode="quick", cache=False)
+    assert len(w) == 1 and "3 of 51 phone, 3 of 51 watch accel files (96 missing" in str(w[0].message)
+    assert rec.subjects().tolist() == [1600, 1602, 1605]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        datasets.load_recording("wisdm", mode="quick", cache=False, subset_ok=True)

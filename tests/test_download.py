@@ -1,8 +1,11 @@
-"""Download, verification and safe extraction, with file:// URLs and a patched urlopen: never the network."""
+"""Download, verification, safe and atomic extraction (damaged, truncated and incomplete archives),
+stale ``.part`` files; with file:// URLs and a patched urlopen: never the network."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import urllib.error
 import zipfile
 
@@ -184,23 +187,193 @@ def test_verify_wisdm_sha256_mismatch_with_the_right_size(tmp_path):
     assert ref.loc[rel, "sha256"] in str(e.value) and dl.sha256_file(path) in str(e.value)
 
 
-def test_prepare_mhealth_from_the_uci_zip(tmp_path, monkeypatch):
+def _mhealth_zip(tmp_path, subjects=range(1, 11), *, name="mhealth.zip", compression=zipfile.ZIP_STORED):
+    """The UCI zip's shape: ``MHEALTHDATASET/mHealth_subject<k>.log`` (160 rows each) and a README."""
     src = tmp_path / "src"
-    written = write_mhealth_tree(src, subjects=(1, 2))
-    archive = tmp_path / "mhealth.zip"
-    with zipfile.ZipFile(archive, "w") as z:
+    written = write_mhealth_tree(src, subjects=tuple(subjects))
+    archive = tmp_path / name
+    with zipfile.ZipFile(archive, "w", compression=compression) as z:
         for s in written:
             z.write(src / "MHEALTHDATASET" / f"mHealth_subject{s}.log", f"MHEALTHDATASET/mHealth_subject{s}.log")
         z.writestr("MHEALTHDATASET/README.txt", "readme")
+    return archive, written
+
+
+def _leftovers(root):
+    """Temporary files or folders the preparation could have left in ``root``."""
+    return sorted(p.name for p in root.glob(".*")) if root.exists() else []
+
+
+def test_prepare_mhealth_from_the_uci_zip(tmp_path, monkeypatch):
+    archive, written = _mhealth_zip(tmp_path)
     data = tmp_path / "data"
-    assert dl.prepare_mhealth(data, url=archive.as_uri()) == data
-    assert sorted(p.name for p in (data / "MHEALTHDATASET").iterdir()) == ["mHealth_subject1.log", "mHealth_subject2.log"]
-    assert not (data / "downloads").exists()
+    assert dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600) == data
+    assert sorted(p.name for p in (data / "MHEALTHDATASET").iterdir()) == sorted(
+        f"mHealth_subject{s}.log" for s in range(1, 11))
+    assert (data / "MHEALTHDATASET" / "mHealth_subject3.log").read_bytes() == (
+        tmp_path / "src" / "MHEALTHDATASET" / "mHealth_subject3.log").read_bytes()
+    assert not (data / "downloads").exists() and _leftovers(data) == []
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as z:
         z.writestr("README.txt", "nothing")
-    with pytest.raises(dl.DownloadError, match="no mHealth_subject"):
+    with pytest.raises(dl.DownloadError, match="expected the 10 logs .* found 0"):
         dl.prepare_mhealth(tmp_path / "data2", url=empty.as_uri())
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
+    assert dl.prepare_mhealth(data) == data  # present now: used as is
+
+
+def _refused_and_nothing_installed(data, archive_name="mhealth.zip"):
+    assert not (data / "MHEALTHDATASET").exists() and not (data / "downloads" / archive_name).exists()
+    assert _leftovers(data) == []
+
+
+def test_prepare_mhealth_refuses_a_zip_with_a_corrupt_member(tmp_path, monkeypatch):
+    archive, _ = _mhealth_zip(tmp_path, compression=zipfile.ZIP_DEFLATED)
+    raw = bytearray(archive.read_bytes())
+    with zipfile.ZipFile(archive) as z:
+        info = z.getinfo("MHEALTHDATASET/mHealth_subject5.log")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the member's deflate data
+    raw[start + 10: start + 60] = bytes(50)  # damage the middle of the compressed stream
+    archive.write_bytes(bytes(raw))
+    data = tmp_path / "data"
+    with pytest.raises(dl.DownloadError) as e:
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    msg = str(e.value)
+    # zlib's error for a broken deflate stream, or zipfile's CRC check when it decompresses to other bytes
+    assert "damaged or not a valid zip (zlib.error" in msg or "Bad CRC-32" in msg
+    assert "deleted" in msg and "nothing was installed" in msg and "\n" not in msg
+    _refused_and_nothing_installed(data)
+    # the next run does not trust anything half-unpacked: it downloads again (here: offline, so it says so)
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
+    with pytest.raises(dl.DownloadError, match="could not download"):
+        dl.prepare_mhealth(data, expected_rows=1600)
+
+
+def test_prepare_mhealth_refuses_a_truncated_zip(tmp_path):
+    archive, _ = _mhealth_zip(tmp_path)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    data = tmp_path / "data"
+    with pytest.raises(dl.DownloadError, match="not a valid zip"):
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    _refused_and_nothing_installed(data)
+
+
+def test_prepare_mhealth_checks_the_logs_and_their_documented_rows(tmp_path):
+    archive, _ = _mhealth_zip(tmp_path, subjects=range(1, 5))  # 4 of 10 logs
+    data = tmp_path / "data"
+    with pytest.raises(dl.DownloadError, match=r"found 4 \(missing: mHealth_subject5.log, .*mHealth_subject10.log\)"):
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=640)
+    _refused_and_nothing_installed(data)
+    archive, _ = _mhealth_zip(tmp_path, name="full.zip")
+    with pytest.raises(dl.DownloadError, match="hold 1,600 rows, the dataset documents 1,215,745"):
+        dl.prepare_mhealth(data, url=archive.as_uri())  # default: the documented total
+    _refused_and_nothing_installed(data)
+
+
+def test_prepare_mhealth_names_a_damaged_log_member(tmp_path):
+    archive, _ = _mhealth_zip(tmp_path)
+    with zipfile.ZipFile(archive, "a") as z:  # replace subject 7's log by one with a short line 3
+        z.writestr("extra/mHealth_subject7.log", "1 2 3\n")
+    data = tmp_path / "data"
+    with pytest.raises(dl.DownloadError, match="found 11"):  # a duplicate name is refused as well
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    archive, written = _mhealth_zip(tmp_path, name="bad.zip")
+    log = tmp_path / "src" / "MHEALTHDATASET" / "mHealth_subject7.log"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:2] + ["1 2 3\n"] + lines[3:]))
+    with zipfile.ZipFile(archive, "w") as z:
+        for s in written:
+            z.write(tmp_path / "src" / "MHEALTHDATASET" / f"mHealth_subject{s}.log", f"MHEALTHDATASET/mHealth_subject{s}.log")
+    with pytest.raises(dl.DownloadError) as e:
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    assert "member mHealth_subject7.log is damaged: mHealth_subject7.log, line 3: expected 24" in str(e.value)
+    _refused_and_nothing_installed(data)
+
+
+def test_prepare_mhealth_accepts_a_user_supplied_checksum(tmp_path, monkeypatch):
+    archive, _ = _mhealth_zip(tmp_path)
+    good = dl.sha256_file(archive)
+    monkeypatch.setenv(dl.MHEALTH_SHA256_ENV, "0" * 64)
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match=f"expected {'0' * 64}, got {good}"):
+        dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    _refused_and_nothing_installed(data)
+    monkeypatch.setenv(dl.MHEALTH_SHA256_ENV, good.upper())
+    assert dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600) == data
+    assert len(list((data / "MHEALTHDATASET").iterdir())) == 10
+
+
+def test_prepare_wisdm_refuses_an_incomplete_archive_every_time(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_wisdm_tree(src, {1700: ("phone", "watch")})
+    ref = _reference_of(src)
+    (src / "wisdm-dataset" / ref.relpath[1]).unlink()  # the archive lacks one listed file
+    monkeypatch.setattr(dl, "wisdm_reference", lambda: ref)
+    archive = make_wisdm_zip(tmp_path / "uci.zip", src)
+    data = tmp_path / "data"
+    for _ in range(2):  # the second run must not accept what the first one unpacked
+        with pytest.raises(dl.DownloadError) as e:
+            dl.prepare_wisdm(data, url=archive.as_uri())
+        msg = str(e.value)
+        assert "damaged or incomplete" in msg and ref.relpath[1] in msg and "nothing was installed" in msg
+        assert str(data / "downloads") in msg and ".unpacking" not in msg
+        assert not (data / "wisdm-dataset").exists() and _leftovers(data) == []
+
+
+def test_prepare_wisdm_refuses_a_corrupt_inner_member(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_wisdm_tree(src, {1700: ("phone",)})
+    monkeypatch.setattr(dl, "wisdm_reference", lambda: _reference_of(src))
+    archive = make_wisdm_zip(tmp_path / "uci.zip", src)
+    raw = archive.read_bytes()
+    i = raw.index(b"1700,A,")  # stored members: the file's text is in the archive verbatim
+    archive.write_bytes(raw[:i] + b"1701" + raw[i + 4:])  # same size, wrong CRC
+    data = tmp_path / "data"
+    with pytest.raises(dl.DownloadError, match="damaged or not a valid zip .*CRC"):
+        dl.prepare_wisdm(data, url=archive.as_uri())
+    assert not (data / "wisdm-dataset").exists() and not (data / "downloads" / "wisdm.zip").exists()
+    assert _leftovers(data) == []
+
+
+def test_prepare_never_installs_over_a_users_folder(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_wisdm_tree(src, {1700: ("phone",)})
+    monkeypatch.setattr(dl, "wisdm_reference", lambda: _reference_of(src))
+    data = tmp_path / "data"
+    (data / "wisdm-dataset").mkdir(parents=True)
+    (data / "wisdm-dataset" / "notes.txt").write_text("mine")
+    with pytest.raises(dl.DownloadError, match="already exists but does not hold the dataset"):
+        dl.prepare_wisdm(data, url=make_wisdm_zip(tmp_path / "uci.zip", src).as_uri())
+    assert [p.name for p in (data / "wisdm-dataset").iterdir()] == ["notes.txt"] and _leftovers(data) == []
+
+
+def test_stale_part_files_and_unpacking_folders_are_cleaned(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    dest = tmp_path / "dl" / "file.bin"
+    dest.parent.mkdir()
+    old, young = dest.parent / ".file.bin.old1.part", dest.parent / ".file.bin.new2.part"
+    other = dest.parent / ".other.bin.x.part"
+    for p in (old, young, other):
+        p.write_bytes(b"half")
+    day_ago = time.time() - dl.STALE_SECONDS - 60
+    os.utime(old, (day_ago, day_ago))
+    os.utime(other, (day_ago, day_ago))
+    assert dl.clean_stale_parts(dest) == [old]  # a young one may be a download running elsewhere
+    assert young.exists() and other.exists()
+    dl.fetch(src.as_uri(), dest)  # finished: every .part of this download is dead
+    assert not young.exists() and other.exists() and dest.read_bytes() == b"payload"
+    young.write_bytes(b"half")
+    dl.fetch(src.as_uri(), dest)  # already there: cleaned as well
+    assert not young.exists()
+    # an unpacking folder of a killed process, older than a day, goes at the next preparation
+    data = tmp_path / "data"
+    stale = data / ".MHEALTHDATASET.abc.unpacking"
+    (stale / "zip").mkdir(parents=True)
+    os.utime(stale, (day_ago, day_ago))
+    archive, _ = _mhealth_zip(tmp_path)
+    dl.prepare_mhealth(data, url=archive.as_uri(), expected_rows=1600)
+    assert _leftovers(data) == []
 
 
 @pytest.mark.realdata

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from smoothdistill_lib import mhealth
+from smoothdistill_lib.errors import IncompleteDataWarning
 from tests.rawfixtures import write_mhealth_log, write_mhealth_tree
 
 
@@ -96,3 +99,39 @@ def test_empty_log(tmp_path):
     write_mhealth_log(tmp_path / "MHEALTHDATASET" / "mHealth_subject1.log", text="")
     with pytest.raises(ValueError, match="empty MHEALTH log"):
         mhealth.load(tmp_path)
+
+
+def test_value_that_overflows_float32_names_file_and_line(tmp_path):
+    # 1.00e+39 parses as a finite float64 and becomes inf in float32, the dtype the model trains in
+    path = tmp_path / "MHEALTHDATASET" / "mHealth_subject1.log"
+    write_mhealth_log(path, text=ROW * 2 + ROW.replace("1.5", "1.00e+39", 1) + ROW)
+    with pytest.raises(ValueError) as e:
+        mhealth.load(tmp_path)
+    msg = str(e.value)
+    assert str(path) in msg and "line 3:" in msg and "float32" in msg and "inf" in msg
+
+
+def test_incomplete_folder_warns_in_one_line_unless_the_subset_is_chosen(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMOOTHDISTILL_ALLOW_SUBSET", raising=False)
+    write_mhealth_tree(tmp_path, subjects=(1, 2, 3, 10))
+    with pytest.warns(IncompleteDataWarning) as w:
+        rec = mhealth.load(tmp_path)
+    assert len(w) == 1 and len(rec) == 3 * 4 * 160
+    msg = str(w[0].message)
+    assert "\n" not in msg and "holds 4 of 10 subject logs" in msg and str(tmp_path / "MHEALTHDATASET") in msg
+    assert "mHealth_subject4.log, mHealth_subject5.log, mHealth_subject6.log, mHealth_subject7.log, ..." in msg
+    assert mhealth.check_complete(tmp_path, subset_ok=True) == [4, 5, 6, 7, 8, 9]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mhealth.load(tmp_path, subset_ok=True)
+        mhealth.load(tmp_path, subjects=[1, 2])  # an explicit choice is not a surprise
+        monkeypatch.setenv("SMOOTHDISTILL_ALLOW_SUBSET", "yes")
+        mhealth.load(tmp_path)
+
+
+def test_complete_folder_does_not_warn(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMOOTHDISTILL_ALLOW_SUBSET", raising=False)
+    write_mhealth_tree(tmp_path, subjects=range(1, 11), blocks=[(0, 5), (1, 5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(mhealth.load(tmp_path)) == 3 * 10 * 10

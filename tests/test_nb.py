@@ -1,9 +1,9 @@
 """Notebook helpers (``smoothdistill_lib.nb``), the chapter tools, and the book's conventions.
 
 The convention tests read every committed chapter ``book/NN_*.ipynb`` (JSON only, nothing runs):
-set-up cell first, provenance banner as first output, >= 2 ``# NBVAL_CHECK_OUTPUT`` cells, GPU
-tags paired, no error output, < 2 MB, every glued name used in the prose exists, ``_toc.yml``
-lists exactly the chapters that exist.
+set-up cell first, provenance banner as first output, >= 2 cells tagged ``nbval-check-output``,
+GPU tags paired, no error output, < 2 MB, ``_toc.yml`` lists exactly the chapters that exist. The
+portability of their markdown is tested in ``tests/test_portable.py``.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def test_new_chapter_from_template(tmp_path):
     text = "\n".join(c.source for c in notebook.cells)
     assert notebook.cells[0].source.startswith("# A demo chapter")
     assert "{{" not in text and 'nb.time_table("04_demo")' in text
-    assert "```{note}" not in notebook.cells[0].source  # the template's note about itself is dropped
+    assert "Template note" not in notebook.cells[0].source  # the template's note about itself is dropped
     assert all(c.outputs == [] for c in notebook.cells if c.cell_type == "code")
     with pytest.raises(FileExistsError):
         new_chapter.new_chapter("04_demo", "again", book_dir=tmp_path)
@@ -298,33 +298,25 @@ def test_template_setup_cell_uses_the_repository_url():
 
 # ---- chapter conventions (committed notebooks) ---------------------------------------------------
 
-GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`]+)`")
-GLUE_DIRECTIVE = re.compile(r"^[`:]{3,}\{glue(?::\w+)?\}\s+(\S+)", re.M)
-
-
-def _glued_names(notebook) -> set[str]:
-    return {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in notebook.cells
-            if c.cell_type == "code" for o in c.get("outputs", [])} - {None}
-
-
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_conventions(path):
     notebook = nbformat.read(path, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
     template_setup = next(c for c in nbformat.read(BOOK / "_template.ipynb", as_version=4).cells
                           if c.cell_type == "code").source
-    # the set-up cell: first code cell, the template's apart from the EXTRAS / NEEDED lines
+    # the set-up cell: first code cell, the template's apart from the EXTRAS line
     differ = [a for a, b in zip(code[0].source.splitlines(), template_setup.splitlines(), strict=False) if a != b]
-    assert all(line.startswith(("EXTRAS =", "NEEDED =")) for line in differ), \
-        f"the first code cell must be the template's set-up cell (only EXTRAS/NEEDED may differ): {differ}"
+    assert all(line.startswith("EXTRAS =") for line in differ), \
+        f"the first code cell must be the template's set-up cell (only EXTRAS may differ): {differ}"
     outputs = [o for c in code for o in c.get("outputs", [])]
     assert outputs, "no outputs: execute it with tools/execute_chapter.py before committing"
     assert "Provenance" in outputs[0].get("data", {}).get("text/markdown", ""), \
         "the first output must be the provenance banner (nb.banner)"
     errors = [o.get("ename") for o in outputs if o.get("output_type") == "error"]
     assert not errors, f"error outputs stored: {errors}"
-    n_check = sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in code)
-    assert n_check >= 2, f"{n_check} '# NBVAL_CHECK_OUTPUT' cell(s); at least 2 needed"
+    n_check = sum("nbval-check-output" in c.metadata.get("tags", []) for c in code)
+    assert n_check >= 2, f"{n_check} cell(s) tagged nbval-check-output; at least 2 needed"
+    assert not any("NBVAL_CHECK_OUTPUT" in c.source for c in code), "use the cell tag nbval-check-output"
     for c in code:
         tags = set(c.metadata.get("tags", []))
         assert ("nbval-skip" in tags) == ("skip-execution" in tags), \
@@ -333,10 +325,6 @@ def test_chapter_conventions(path):
     assert len(timing) == 1 and f'nb.time_table("{path.stem}")' in timing[0].source, \
         f'one cell tagged chapter-timings with nb.time_table("{path.stem}") is needed'
     assert path.stat().st_size < 2_000_000, f"{path.stat().st_size / 1e6:.2f} MB >= 2 MB"
-    prose = "\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
-    used = {m.split(":")[0] for m in GLUE_ROLE.findall(prose)} | set(GLUE_DIRECTIVE.findall(prose))
-    missing = used - _glued_names(notebook)
-    assert not missing, f"prose uses glue names with no stored value: {sorted(missing)}"
     if any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs):
         assert notebook.metadata.get("widgets"), "widgets shown but no widget state stored"
 

@@ -88,3 +88,26 @@ def test_malformed_files_name_file_and_line(tmp_path, text, what):
 def test_no_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="no <subject>_<Posture>_<placement>.txt"):
         sleep.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "text, lineno",
+    [
+        ("0,0.1,0.2,0.3;\n1,0.1,1.00e+39,0.3;\n", 2),  # F1
+        ("ax,ay,az\n0.1,0.2,0.3\n0.1,0.2,0.3\n-1e39,0.2,0.3\n", 4),  # F2 (header is line 1)
+    ],
+)
+def test_value_that_overflows_float32_names_file_and_line(tmp_path, text, lineno):
+    # finite as float64, inf once cast to float32 (the dtype the loader returns and the model trains in)
+    path = tmp_path / "1_Up_co.txt"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        sleep.load(tmp_path)
+    msg = str(e.value)
+    assert str(path) in msg and f"line {lineno}:" in msg and "float32" in msg
+
+
+def test_large_ignored_first_f1_column_is_not_an_error(tmp_path):
+    # F1's first field is ignored by the authors' code; only ax, ay, az are cast to float32
+    (tmp_path / "1_Up_co.txt").write_text("1e39,0.1,0.2,0.3;\n")
+    np.testing.assert_array_equal(sleep.load(tmp_path).signal, np.array([[0.1, 0.2, 0.3]], np.float32))

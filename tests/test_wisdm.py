@@ -1,13 +1,17 @@
-"""WISDM loader: fixtures in the exact raw format, every error path, the cache, and the real subset."""
+"""WISDM loader: fixtures in the exact raw format, every error path, the cache (outside the data
+folder), the incomplete-folder warning, a read-only data folder, and the real subset."""
 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from smoothdistill_lib import wisdm
+from smoothdistill_lib.errors import IncompleteDataWarning
 from tests.rawfixtures import expected_wisdm_stream, write_wisdm_file, write_wisdm_tree
 
 
@@ -171,7 +175,9 @@ def test_pandas_fallback_without_pyarrow(tree, monkeypatch):
 def test_cache_is_used_then_rebuilt_when_a_source_changes(tree, monkeypatch):
     root, _ = tree
     first = wisdm.load(root)
-    cached = sorted((root / wisdm.CACHE_DIRNAME / "wisdm").rglob("*.npz"))
+    cdir = wisdm.cache_dir()
+    assert cdir == Path(os.environ["SMOOTHDISTILL_CACHE"]) / "wisdm"  # the cache folder, not the data's
+    cached = sorted(cdir.rglob("*.npz"))
     assert len(cached) == 5
     real_read = wisdm.read_file
 
@@ -187,15 +193,29 @@ def test_cache_is_used_then_rebuilt_when_a_source_changes(tree, monkeypatch):
     os.utime(path, ns=(1, 1))  # a different mtime even on coarse-clock filesystems
     rec = wisdm.load(root)
     assert parsed == ["data_1701_accel_phone.txt"]
-    assert len(sorted((root / wisdm.CACHE_DIRNAME / "wisdm").rglob("*.npz"))) == 5
+    assert len(sorted(cdir.rglob("*.npz"))) == 5
     np.testing.assert_array_equal(rec.frame[rec.frame.subject.eq(1701) & rec.frame.placement.eq(0)].x,
                                   rows.x.to_numpy(np.float32))
+
+
+def test_cache_keeps_two_copies_of_a_file_apart_and_clears_per_root(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_wisdm_tree(a, {1700: ("phone",)}, seed=1)
+    write_wisdm_tree(b, {1700: ("phone",)}, seed=2)  # same name and size class, other values
+    ra, rb = wisdm.load(a), wisdm.load(b)
+    assert not np.array_equal(ra.frame.x, rb.frame.x)
+    assert wisdm.load(a).frame.equals(ra.frame) and wisdm.load(b).frame.equals(rb.frame)
+    assert len(list(wisdm.cache_dir().rglob("*.npz"))) == 2
+    wisdm.clear_cache(a)
+    assert len(list(wisdm.cache_dir().rglob("*.npz"))) == 1
+    wisdm.clear_cache()
+    assert not wisdm.cache_dir().exists()
 
 
 def test_damaged_cache_file_is_rebuilt(tree):
     root, _ = tree
     first = wisdm.load(root)
-    for p in (root / wisdm.CACHE_DIRNAME).rglob("*.npz"):
+    for p in wisdm.cache_dir().rglob("*.npz"):
         p.write_bytes(b"garbage")
     assert wisdm.load(root).frame.equals(first.frame)
 
@@ -203,24 +223,102 @@ def test_damaged_cache_file_is_rebuilt(tree):
 def test_no_cache_writes_nothing(tree):
     root, _ = tree
     wisdm.load(root, cache=False)
-    assert not (root / wisdm.CACHE_DIRNAME).exists()
+    assert not wisdm.cache_dir().exists()
 
 
-def test_read_only_root_caches_in_the_data_folder(tmp_path, monkeypatch):
-    src = tmp_path / "shared"
-    write_wisdm_tree(src)
-    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(tmp_path / "data"))
-    dirs = [src, *[p for p in src.rglob("*") if p.is_dir()]]
-    for d in dirs:
-        d.chmod(0o555)
+def test_unwritable_cache_folder_warns_and_still_loads(tree, tmp_path, monkeypatch):
+    root, written = tree
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("SMOOTHDISTILL_CACHE", str(blocker / "cache"))  # cannot be created, even by root
+    with pytest.warns(UserWarning, match="could not write WISDM cache file"):
+        rec = wisdm.load(root)
+    assert len(rec) == len(expected_wisdm_stream(written))
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``folder`` with its size and mtime: what "nothing was written" is checked by
+    (tests run as root, for whom a read-only mode does not stop writes)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_loaders_only_read_a_read_only_data_folder(tmp_path):
+    from smoothdistill_lib import download as dl
+    from smoothdistill_lib import mhealth, sleep
+    from tests.rawfixtures import write_mhealth_tree, write_sleep_tree
+
+    data = tmp_path / "data"
+    written = write_wisdm_tree(data)
+    write_mhealth_tree(data, subjects=(1, 2))
+    write_sleep_tree(data / "sleep", subjects=(1,), n=3)
+    os.system(f"chmod -R a-w {data}")
+    before = _snapshot(data)
     try:
-        rec = wisdm.load(src)
-        assert not (src / wisdm.CACHE_DIRNAME).exists()
-        assert len(list((tmp_path / "data" / wisdm.CACHE_DIRNAME).rglob("*.npz"))) == 5
-        assert wisdm.load(src).frame.equals(rec.frame)
+        rec = wisdm.load(data)  # parses and writes the cache
+        assert wisdm.load(data).frame.equals(rec.frame)  # reads the cache
+        assert len(rec) == len(expected_wisdm_stream(written))
+        assert len(list(wisdm.cache_dir().rglob("*.npz"))) == 5
+        assert len(mhealth.load(data)) == 3 * 2 * 160
+        assert len(sleep.load(data)) == 36 * 3
+        assert dl.prepare_wisdm(data, download=False, verify=True) == data  # present: checked, only read
+        assert dl.prepare_mhealth(data, download=False) == data
+        assert _snapshot(data) == before  # no file created, removed or modified
     finally:
-        for d in dirs:
-            d.chmod(0o755)
+        os.system(f"chmod -R u+w {data}")
+
+
+def test_value_that_overflows_float32_names_file_and_line(tmp_path):
+    # 1.00e+39 is a finite float64 but inf in float32, the dtype the model trains in
+    path, _ = write_wisdm_file(tmp_path, 1700, "phone", text=GOOD * 4 + "1700,A,1000,1.0,1.00e+39,3.0;\n" + GOOD)
+    with pytest.raises(ValueError) as e:
+        wisdm.load(tmp_path, cache=False)
+    msg = str(e.value)
+    assert str(path) in msg and "line 5" in msg and "float32" in msg and "inf" in msg
+    # the largest float32 itself is fine
+    write_wisdm_file(tmp_path, 1700, "phone", text=GOOD + "1700,A,1001,3.4028235e38,-3.4028235e38,0;\n")
+    rec = wisdm.load(tmp_path, cache=False)
+    assert rec.frame.x.iloc[1] == np.finfo(np.float32).max and rec.frame.y.iloc[1] == -np.finfo(np.float32).max
+
+
+# ----------------------------------------------------------------------------------------------
+# incomplete folders
+
+
+def test_incomplete_folder_warns_once_in_one_line_naming_counts_and_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMOOTHDISTILL_ALLOW_SUBSET", raising=False)
+    for s in (1600, 1601):  # archive names: watch only (a demo-mode folder without phone files)
+        write_wisdm_file(tmp_path, s, "watch", text=f"{s},A,1000,1.0,2.0,3.0;\n")
+    with pytest.warns(IncompleteDataWarning) as w:
+        wisdm.load(tmp_path, cache=False)
+    assert len(w) == 1
+    msg = str(w[0].message)
+    assert "\n" not in msg and str(tmp_path / "wisdm-dataset") in msg
+    assert "0 of 51 phone, 2 of 51 watch accel files (100 missing" in msg
+    assert "data_1600_accel_phone.txt" in msg and "SMOOTHDISTILL_ALLOW_SUBSET=1" in msg
+    assert wisdm.missing_files(tmp_path)["watch"][:2] == ["data_1602_accel_watch.txt", "data_1603_accel_watch.txt"]
+    # only the placements asked for count
+    with pytest.warns(IncompleteDataWarning, match="2 of 51 watch accel files \\(49 missing"):
+        wisdm.load(tmp_path, placements=["watch"], cache=False)
+
+
+def test_subset_opt_in_silences_the_warning(tmp_path, monkeypatch):
+    monkeypatch.delenv("SMOOTHDISTILL_ALLOW_SUBSET", raising=False)
+    write_wisdm_file(tmp_path, 1600, "watch", text="1600,A,1000,1.0,2.0,3.0;\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wisdm.load(tmp_path, cache=False, subset_ok=True)
+        wisdm.load(tmp_path, subjects=[1600], placements=["watch"], cache=False)  # chosen explicitly
+        monkeypatch.setenv("SMOOTHDISTILL_ALLOW_SUBSET", "1")
+        wisdm.load(tmp_path, cache=False)
+    monkeypatch.setenv("SMOOTHDISTILL_ALLOW_SUBSET", "0")
+    with pytest.warns(IncompleteDataWarning):
+        wisdm.load(tmp_path, cache=False)
+    # a category users can filter
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", IncompleteDataWarning)
+        wisdm.load(tmp_path, cache=False)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "book" / "_template.ipynb"
 NAME_RE = re.compile(r"^\d\d_[a-z0-9_]+$")
+TEMPLATE_NOTE = "> **Template note**"  # the template's first cell ends with a note about itself
 
 
 def repository_url(config: Path = ROOT / "_config.yml") -> str:
@@ -45,7 +46,7 @@ def new_chapter(name: str, title: str, book_dir: Path = ROOT / "book", template:
             cell.outputs, cell.execution_count = [], None
     # the template's note about itself is not part of a chapter
     first = notebook.cells[0]
-    first.source = first.source.split("```{note}")[0].rstrip() + "\n"
+    first.source = first.source.split(TEMPLATE_NOTE)[0].rstrip() + "\n"
     nbformat.validate(notebook)
     nbformat.write(notebook, out)
     return out

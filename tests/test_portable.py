@@ -1,0 +1,154 @@
+"""The chapters read right wherever they are opened: the HTML book, JupyterLab, Colab, plain CommonMark.
+
+Every chapter's markdown (its markdown cells and the markdown outputs of its prose cells) holds no
+MyST-only syntax (roles, directive fences, colon fences, targets) and renders through markdown-it-py's
+``commonmark`` preset with no role or directive text left; solutions are ``<details>`` blocks that
+CommonMark parses inside; relative links point at files that exist. The built HTML is checked by
+``tools/check_html.py`` (tested here on small pages).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from markdown_it import MarkdownIt
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = [*CHAPTERS, BOOK / "_template.ipynb"]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import check_html  # noqa: E402
+
+MYST_ONLY = {
+    "role": re.compile(r"\{[A-Za-z][\w:.+-]*\}`"),
+    "directive fence": re.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*\{", re.M),
+    "colon fence": re.compile(r"^[ \t]*:{3,}", re.M),
+    "target": re.compile(r"^[ \t]*\([^)\s]+\)=[ \t]*$", re.M),
+}
+LEFT_OVER = ("{glue", "{cite", "{ref}", "{numref}", "{doc}", "{admonition}", "{note}", ":::", "```{")
+COMMONMARK = MarkdownIt("commonmark")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def myst_only(text: str) -> list[str]:
+    """The MyST-only constructs in ``text`` (empty list = portable)."""
+    return [f"{kind}: {m.group(0).strip()!r}" for kind, rx in MYST_ONLY.items() for m in rx.finditer(text)]
+
+
+def rendered_leftovers(text: str) -> list[str]:
+    """Role or directive text still visible after a plain CommonMark rendering of ``text``."""
+    html = COMMONMARK.render(text)
+    visible = check_html.visible_text(html)
+    return [needle for needle in LEFT_OVER if needle in visible]
+
+
+def details_problems(text: str) -> list[str]:
+    """``<details>`` blocks must be closed, collapsed, titled, and have blank lines around their body."""
+    problems = []
+    lines = text.split("\n")
+    opened = [i for i, line in enumerate(lines) if line.strip().startswith("<details")]
+    closed = [i for i, line in enumerate(lines) if line.strip() == "</details>"]
+    if len(opened) != len(closed):
+        problems.append(f"{len(opened)} <details> but {len(closed)} </details>")
+    for i in opened:
+        if lines[i].strip() != "<details>":
+            problems.append(f"line {i + 1}: {lines[i].strip()!r} (a solution starts collapsed: plain <details>)")
+        if i + 2 >= len(lines) or not lines[i + 1].strip().startswith("<summary>") or lines[i + 2].strip():
+            problems.append(f"line {i + 1}: <details> needs a <summary> line, then a blank line")
+    for i in closed:
+        if i == 0 or lines[i - 1].strip():
+            problems.append(f"line {i + 1}: a blank line must come before </details>")
+    return problems
+
+
+def markdown_texts(notebook) -> list[tuple[str, str]]:
+    """(where, text) of every markdown cell and every text/markdown output of a code cell."""
+    out = []
+    for i, cell in enumerate(notebook.cells):
+        if cell.cell_type == "markdown":
+            out.append((f"cell {i}", cell.source))
+        elif cell.cell_type == "code":
+            for o in cell.get("outputs", []):
+                md = o.get("data", {}).get("text/markdown")
+                if md:
+                    out.append((f"cell {i} output", md if isinstance(md, str) else "".join(md)))
+    return out
+
+
+# ---- the checks themselves can fail ---------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [
+    "a fold has {glue:text}`steps:,d` steps", "as shown {cite:p}`vu2025smoothdistill`", "see {ref}`x`",
+    ":::{admonition} Solution\n:class: dropdown\nx\n:::", "```{note}\nx\n```", "(results-pvalues)=\n## Table 8",
+])
+def test_checks_catch_myst_only_syntax(bad):
+    assert myst_only(bad)
+    if "```" not in bad and ")=" not in bad:  # a directive fence renders as a code block; a target as text
+        assert rendered_leftovers(bad)
+
+
+def test_checks_accept_portable_markdown():
+    good = ("A fold has **1,234** steps, $a^{10}$ is tiny; see [chapter 5](05_ema_teacher.ipynb) and "
+            "[Vu et al., 2025](references.md).\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n<details>\n<summary>Solution</summary>\n\n"
+            "```python\nprint(f\"{x}\")\n```\n\n</details>\n")
+    assert myst_only(good) == [] and rendered_leftovers(good) == [] and details_problems(good) == []
+    assert details_problems("<details>\n<summary>S</summary>\nno blank line\n</details>")
+    assert details_problems("<details open>\n<summary>S</summary>\n\nx\n\n</details>")
+    assert details_problems("<details>\n<summary>S</summary>\n\nx\n")
+
+
+# ---- every chapter ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_markdown_is_portable(path):
+    notebook = nbformat.read(path, as_version=4)
+    problems = []
+    for where, text in markdown_texts(notebook):
+        problems += [f"{where}: {p}" for p in myst_only(text) + rendered_leftovers(text) + details_problems(text)]
+        for target in LINK.findall(text):
+            if "://" in target or target.startswith(("#", "mailto:")):
+                continue
+            if not (path.parent / target.split("#")[0]).exists():
+                problems.append(f"{where}: link to {target}, which does not exist in book/")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_prose_cells_are_hidden_in_the_html_and_have_their_output(path):
+    notebook = nbformat.read(path, as_version=4)
+    prose = [c for c in notebook.cells if c.cell_type == "code" and c.source.lstrip().startswith("say(")]
+    for cell in prose:
+        assert "remove-input" in cell.metadata.get("tags", []), f"prose cell without remove-input: {cell.source[:60]!r}"
+        assert any("text/markdown" in o.get("data", {}) for o in cell.outputs), \
+            f"prose cell without its markdown output (execute the chapter): {cell.source[:60]!r}"
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not any("application/papermill.record/text/plain" in o.get("data", {}) for o in outputs), \
+        "glue records left: numbers in prose come from say(...) cells"
+
+
+def test_solutions_are_collapsed_details():
+    solutions = 0
+    for path in CHAPTERS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                solutions += cell.source.count("<summary>Solution</summary>")
+    assert solutions >= len(CHAPTERS)  # every chapter has exercises with solutions
+
+
+# ---- the built HTML (tools/check_html.py) ----------------------------------------------------------
+
+def test_html_check_flags_raw_roles(tmp_path):
+    (tmp_path / "good.html").write_text("<p>A fold has 1,234 steps</p><script>var a = '{glue';</script>")
+    (tmp_path / "bad.html").write_text("<p>a fold has {glue:text}<code>steps</code> steps</p><p>:::{admonition}</p>")
+    assert check_html.raw_markup(tmp_path / "good.html") == []
+    assert len(check_html.raw_markup(tmp_path / "bad.html")) == 2
+    assert check_html.main([str(tmp_path)]) == 1
+    (tmp_path / "bad.html").unlink()
+    assert check_html.main([str(tmp_path)]) == 0
+    assert check_html.main([str(tmp_path / "missing")]) == 2
