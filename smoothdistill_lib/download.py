@@ -30,12 +30,12 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from smoothdistill_lib.errors import UserError
+from smoothdistill_lib.wisdm import wisdm_reference
 
 WISDM_URL = (
     "https://archive.ics.uci.edu/static/public/507/"
@@ -190,21 +190,6 @@ def safe_extract(archive: Path | str, dest: Path | str, members=None) -> list[Pa
 
 # ----------------------------------------------------------------------------------------------
 # WISDM
-
-
-def _resource_lines(name: str) -> list[list[str]]:
-    text = resources.files("smoothdistill_lib").joinpath("resources", name).read_text()
-    return [ln.split() for ln in text.splitlines() if ln.strip()]
-
-
-def wisdm_reference(accel_only: bool = True) -> pd.DataFrame:
-    """The shipped size and sha256 of each raw WISDM file: columns ``relpath, size, sha256``
-    (``relpath`` like ``raw/phone/accel/data_1600_accel_phone.txt``)."""
-    sums = {p: s for s, p in _resource_lines("wisdm_SHA256SUMS.all-raw")}
-    sizes = {p: int(n) for p, n in _resource_lines("wisdm_SIZES.all-raw")}
-    rows = [(p, sizes.get(p), sums.get(p)) for p in sorted(sizes)]
-    df = pd.DataFrame(rows, columns=["relpath", "size", "sha256"])
-    return df[df.relpath.str.contains("/accel/")].reset_index(drop=True) if accel_only else df
 
 
 def verify_wisdm(root: Path | str, *, full: bool = False, require_all: bool = False,

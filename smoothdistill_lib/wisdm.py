@@ -41,6 +41,7 @@ import shutil
 import tempfile
 import warnings
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,25 @@ def read_file(path: Path | str) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------
+# the documented file list (shipped with the library: sizes and sha256 of all 204 raw files)
+
+
+def _resource_lines(name: str) -> list[list[str]]:
+    text = resources.files("smoothdistill_lib").joinpath("resources", name).read_text()
+    return [ln.split() for ln in text.splitlines() if ln.strip()]
+
+
+def wisdm_reference(accel_only: bool = True) -> pd.DataFrame:
+    """The shipped size and sha256 of each raw WISDM file: columns ``relpath, size, sha256``
+    (``relpath`` like ``raw/phone/accel/data_1600_accel_phone.txt``)."""
+    sums = {p: s for s, p in _resource_lines("wisdm_SHA256SUMS.all-raw")}
+    sizes = {p: int(n) for p, n in _resource_lines("wisdm_SIZES.all-raw")}
+    rows = [(p, sizes.get(p), sums.get(p)) for p in sorted(sizes)]
+    df = pd.DataFrame(rows, columns=["relpath", "size", "sha256"])
+    return df[df.relpath.str.contains("/accel/")].reset_index(drop=True) if accel_only else df
+
+
+# ----------------------------------------------------------------------------------------------
 # cache
 
 
@@ -304,8 +324,6 @@ def clear_cache(root: Path | str | None = None) -> None:
 
 def missing_files(root: Path | str, placements=PLACEMENT_NAMES) -> dict[str, list[str]]:
     """Per placement, the documented raw accel file names (of the full archive) absent under ``root``."""
-    from smoothdistill_lib.download import wisdm_reference
-
     ref = wisdm_reference(accel_only=True)
     have = set(raw_files(root, placements).path.map(lambda p: p.name))
     out = {}
@@ -320,7 +338,6 @@ def check_complete(root: Path | str, placements=PLACEMENT_NAMES, *, subset_ok: b
     """Warn (one line, ``IncompleteDataWarning``) when ``root`` lacks documented accel files for
     ``placements``, naming counts and a few files; silent when ``subset_ok`` or
     ``$SMOOTHDISTILL_ALLOW_SUBSET`` opts in. Returns :func:`missing_files`."""
-    from smoothdistill_lib.download import wisdm_reference
     from smoothdistill_lib.errors import warn_incomplete
 
     missing = missing_files(root, placements)
