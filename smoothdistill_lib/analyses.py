@@ -7,7 +7,10 @@
 - :func:`leakage_table`: the leakage meter of each split beside the protocol's choices;
 - :func:`ema_scale_table` (rows of :func:`ema.run_scale`) and :func:`teacher_lag`: the EMA's horizon
   against a run's length, and the teacher's lag epoch by epoch;
-- :func:`histories`: the training histories, the input of :func:`plots.plot_history`.
+- :func:`histories`: the training histories, the input of :func:`plots.plot_history`;
+- :func:`as_roles` and :func:`convergence_effects`: the long-mode grid (``configs/long.yaml``) read
+  as multitask / EMA weights / Smooth-Distill, and the paired effects that answer the paper's
+  question with intervals and Holm-adjusted p-values.
 
 Inputs are the tidy frame (``records.load_records``) or :class:`records.Records` / raw records.
 """
@@ -141,14 +144,16 @@ def ema_scale_table(records: Records | dict[str, dict], method: str = "smooth_di
 
 
 def histories(records: Records | dict[str, dict], method: str = "smooth_distill",
-              protocol: str | None = "paper") -> dict[str, list[pd.DataFrame]]:
+              protocol: str | None = "paper", lam: float | None = None) -> dict[str, list[pd.DataFrame]]:
     """The training histories (one DataFrame per run, one row per epoch) of ``method`` per dataset,
-    runs of the training-ratio ablation left out; the input of :func:`plots.plot_history`."""
+    runs of the training-ratio ablation left out (and runs of another ``lam``, when given); the input
+    of :func:`plots.plot_history`."""
     out: dict[str, list[pd.DataFrame]] = {}
     for rid in sorted(raw_records(records)):
         rec = raw_records(records)[rid]
         s = rec["spec"]
-        if s["method"] == method and (protocol is None or s["protocol"] == protocol) and s.get("train_ratio") is None:
+        if (s["method"] == method and (protocol is None or s["protocol"] == protocol) and s.get("train_ratio") is None
+                and (lam is None or s.get("lam") == lam)):
             out.setdefault(s["dataset"], []).append(pd.DataFrame(rec["history"]))
     return dict(sorted(out.items()))
 
@@ -187,3 +192,83 @@ def teacher_lag(records: Records | dict[str, dict], method: str = "smooth_distil
                      ("dataset", "epoch", "run_id")]].mean()], axis=1)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# The long-mode grid: what the paper's claim looks like at its own EMA decay
+
+#: How a Smooth-Distill run is read by its lambda and by who is evaluated. A lambda = 0 run trains
+#: its student with exactly the multitask loss and random stream, so that student IS the multitask
+#: run (bit-identical: tests/test_engine.py::test_lambda0_student_is_multitask), and its EMA teacher
+#: is "EMA weights alone": weight averaging without distillation.
+ROLES = {(0.0, "student"): "multitask", (0.0, "teacher"): "ema_weights",
+         (0.5, "student"): "smooth_distill", (0.5, "teacher"): "sd_teacher"}
+#: display order of the roles, then of the baselines (methods.paper_order for the rest)
+ROLE_LABELS = {"multitask": "multitask (λ = 0 student)", "ema_weights": "EMA weights alone (λ = 0 teacher)",
+               "smooth_distill": "Smooth-Distill (λ = 0.5 student)", "sd_teacher": "Smooth-Distill's teacher"}
+
+#: (a, b, what a - b measures); rows whose methods are absent are skipped
+COMPARISONS = (
+    ("smooth_distill", "multitask", "Smooth-Distill over multitask"),
+    ("ema_weights", "multitask", "weight averaging alone"),
+    ("smooth_distill", "ema_weights", "distillation beyond averaging"),
+    ("sd_teacher", "smooth_distill", "Smooth-Distill's teacher over its student"),
+    ("born_again", "smooth_distill", "Born-Again over Smooth-Distill"),
+    ("born_again", "multitask", "Born-Again over multitask"),
+    ("singletask", "multitask", "single-task over multitask"),
+    ("sd_dropout", "multitask", "SD-Dropout over multitask"),
+)
+
+
+def as_roles(df: pd.DataFrame) -> pd.DataFrame:
+    """The student rows of ``df`` with Smooth-Distill runs renamed by :data:`ROLES` (student and
+    teacher rows of each lambda become four "methods"); other methods' students are kept as they are.
+    Smooth-Distill rows with a lambda outside :data:`ROLES` are left out."""
+    sd = df["method"].astype(str) == "smooth_distill"
+    other = df[~sd & (df["who"] == "student")]
+    d = df[sd].copy()
+    role = [ROLES.get((float(lam), who)) for lam, who in zip(d["lam"], d["who"])]
+    d = d.assign(method=role, who="student")[[r is not None for r in role]]
+    return pd.concat([other.assign(method=other["method"].astype(str)), d], ignore_index=True)
+
+
+def convergence_effects(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",
+                        comparisons=COMPARISONS, confidence: float = 0.95) -> pd.DataFrame:
+    """Paired effects (points of ``metric``) for each dataset x protocol x comparison of
+    :data:`COMPARISONS` whose two roles (:func:`as_roles`) share at least two (seed, fold) cells.
+
+    Columns: ``n`` (pairs), ``a`` and ``b`` (means), ``effect`` (mean of a - b), ``ci`` (t interval),
+    ``nb_ci`` (Nadeau-Bengio corrected interval), ``p (Nadeau-Bengio)`` and ``p (NB, Holm)``: Holm
+    over every row of the table (one family: all questions asked of the grid at once).
+    """
+    d = rows_where(as_roles(df), task=task, split=split, who="student")
+    rows = []
+    for (ds, protocol), g in d.groupby(["dataset", "protocol"], sort=True):
+        wide = g.pivot_table(index=["seed", "fold"], columns="method", values=metric, aggfunc="first")
+        n_train, n_test = eval_sizes(g, split)
+        for a, b, what in comparisons:
+            if a not in wide or b not in wide:
+                continue
+            both = wide[[a, b]].dropna()
+            if len(both) < 2:
+                continue
+            e = stats.paired_difference(both[a], both[b], n_train=n_train, n_test=n_test, confidence=confidence)
+            rows.append({"dataset": ds, "protocol": protocol, "comparison": what, "n": e["n"],
+                         "a": float(both[a].mean()), "b": float(both[b].mean()), "effect": e["mean_diff"],
+                         "ci": (e["ci_low"], e["ci_high"]), "nb_ci": (e["cc_low"], e["cc_high"]),
+                         "p (Nadeau-Bengio)": e["p_corrected"]})
+    out = pd.DataFrame(rows, columns=["dataset", "protocol", "comparison", "n", "a", "b", "effect", "ci", "nb_ci",
+                                      "p (Nadeau-Bengio)"])
+    out["p (NB, Holm)"] = stats.holm(out["p (Nadeau-Bengio)"].to_numpy()) if len(out) else []
+    return out.set_index(["dataset", "protocol", "comparison"])
+
+
+def effect_phrase(effects: pd.DataFrame, dataset: str, protocol: str, comparison: str) -> str | None:
+    """One row of :func:`convergence_effects` as prose ("+1.23 points (95 % NB interval ..., Holm
+    p = ..., 3 seeds)"), or None when the table has no such row."""
+    if (dataset, protocol, comparison) not in effects.index:
+        return None
+    e = effects.loc[(dataset, protocol, comparison)]
+    lo, hi = e["nb_ci"]
+    return (f"{e['effect']:+.2f} points (95 % Nadeau-Bengio interval {lo:+.2f} to {hi:+.2f}, "
+            f"Holm-adjusted p = {e['p (NB, Holm)']:.3f}, {int(e['n'])} seeds)")

@@ -14,6 +14,7 @@ Error bars and bands are **t-based 95 % confidence intervals of the mean** over 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -330,4 +331,39 @@ def bar_with_ci(
         ax.set_title(title, fontsize="small")
     if hue:
         _figure_legend(fig, np.array([[ax]]), drop=(hue,))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Paired effects with their intervals (the long-mode grid)
+
+
+def plot_effects(effects: pd.DataFrame, title: str | None = None) -> Figure:
+    """Each comparison's mean paired effect (points) with its Nadeau-Bengio 95 % interval (thick)
+    and t interval (thin), one panel per (dataset, protocol); the zero line marks "no difference".
+    ``effects``: :func:`analyses.convergence_effects`."""
+    if effects.empty:
+        raise ValueError("plot_effects: no effects to plot (fewer than two paired cells everywhere)")
+    cells = list(dict.fromkeys((ds, p) for ds, p, _ in effects.index))
+    comps = list(dict.fromkeys(c for _, _, c in effects.index))
+    fig = Figure(figsize=(PANEL_W * min(len(cells), 2) + 1.2, 0.45 * len(comps) * math.ceil(len(cells) / 2) + 1.2),
+                 layout="constrained")
+    axes = np.atleast_1d(fig.subplots(math.ceil(len(cells) / 2), min(len(cells), 2), sharex=True, sharey=True)).ravel()
+    for ax, (ds, p) in zip(axes, cells, strict=False):
+        e = effects.loc[(ds, p)].reindex(comps)
+        y = np.arange(len(comps))[::-1]
+        ok = e["effect"].notna().to_numpy()
+        for lo_hi, lw in (("nb_ci", 4), ("ci", 1.2)):
+            lo = np.array([v[0] if isinstance(v, tuple) else np.nan for v in e[lo_hi]])
+            hi = np.array([v[1] if isinstance(v, tuple) else np.nan for v in e[lo_hi]])
+            ax.hlines(y[ok], lo[ok], hi[ok], lw=lw, color="tab:blue", alpha=0.45 if lw > 2 else 0.9)
+        ax.plot(e["effect"].to_numpy()[ok], y[ok], "o", color="tab:blue")
+        ax.axvline(0, color="0.4", lw=0.8, ls="--")
+        ax.set_yticks(y, comps, fontsize="small")
+        ax.set_title(f"{ds}, {p} protocol", fontsize="small")
+        ax.set_xlabel("difference, points of accuracy")
+    for ax in axes[len(cells):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
     return fig

@@ -244,7 +244,8 @@ def _rows(rec: dict, experiment: str) -> list[dict]:
             "protocol": s["protocol"], "model": s["model"], "method": s["method"],
             "lam": np.nan if s["lam"] is None else float(s["lam"]),
             "train_ratio": np.nan if s["train_ratio"] is None else float(s["train_ratio"]),
-            "seed": s["seed"], "fold": s["fold"], "epochs": s["train"].get("epochs"),
+            # the epochs that ran: the config the engine returns (``min_steps`` may raise the spec's)
+            "seed": s["seed"], "fold": s["fold"], "epochs": (rec.get("config") or s["train"]).get("epochs"),
             "batch_size": s["train"].get("batch_size"), "ema_decay": s["train"].get("ema_decay"),
             "best_epoch": rec["best_epoch"]}
     data = rec["data"]

@@ -285,6 +285,24 @@ def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     return out
 
 
+def effects_table(effects: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`analyses.convergence_effects` for reading: means and effects in points, the two 95 %
+    intervals as ``[low, high]``, p-values to 3 decimals; index (dataset, protocol, comparison)."""
+    def interval(ci) -> str:
+        return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+    out = pd.DataFrame({
+        "pairs": effects["n"].astype(int),
+        "a (mean %)": effects["a"].map(lambda v: f"{v:.{digits}f}"),
+        "b (mean %)": effects["b"].map(lambda v: f"{v:.{digits}f}"),
+        "a - b (points)": effects["effect"].map(lambda v: f"{v:+.{digits}f}"),
+        "95 % CI (t)": effects["ci"].map(interval),
+        "95 % CI (Nadeau-Bengio)": effects["nb_ci"].map(interval),
+        "p (NB, Holm)": effects["p (NB, Holm)"].map(lambda v: f"{v:.3f}"),
+    }, index=effects.index)
+    return out
+
+
 def _num(v, digits: int) -> str:
     """``digits`` decimals; integers without; tiny values (p-values, kWh) with 3 significant digits."""
     if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -108,6 +108,28 @@ def paired_test(a, b, test: str = "ttest", *, n_train: int | None = None, n_test
     return out | {"statistic": float(stat), "pvalue": float(p)}
 
 
+def paired_difference(a, b, *, n_train: int, n_test: int, confidence: float = 0.95) -> dict:
+    """The mean paired difference ``a - b`` ((J,) results on the same cells) with two intervals.
+
+    Returns ``{"n", "mean_diff", "ci_low", "ci_high"`` (t interval of the differences, J - 1 df),
+    ``"cc_low", "cc_high"`` (the Nadeau-Bengio corrected interval: variance ``(1/J + n_test/n_train)
+    s^2``), ``"p_ttest", "p_corrected"}``. The corrected interval is the one to quote when the cells
+    are different splits; when they are seeds on ONE split it is a conservative allowance for the
+    split-to-split variation those cells cannot show.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    t = paired_test(a, b, "ttest")
+    c = paired_test(a, b, "corrected", n_train=n_train, n_test=n_test)
+    d = _values(a, "a") - _values(b, "b")
+    n, q = d.size, st.t.ppf(0.5 + confidence / 2, d.size - 1)
+    s2 = d.var(ddof=1)
+    half, half_c = q * np.sqrt(s2 / n), q * np.sqrt(s2 * (1.0 / n + n_test / n_train))
+    m = t["mean_diff"]
+    return {"n": t["n"], "mean_diff": m, "ci_low": m - half, "ci_high": m + half, "cc_low": m - half_c,
+            "cc_high": m + half_c, "p_ttest": t["pvalue"], "p_corrected": c["pvalue"]}
+
+
 def holm(pvalues: Sequence[float]) -> np.ndarray:
     """Holm step-down adjusted p-values (same order as given; NaNs stay NaN and are not counted).
 

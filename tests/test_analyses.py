@@ -1,0 +1,95 @@
+"""The long-mode grid read as roles (multitask = lambda-0 student, EMA weights = its teacher) and the
+paired effects with intervals and Holm-adjusted Nadeau-Bengio p-values, on hand-made records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as st
+
+from smoothdistill_lib import analyses, stats
+
+# (lam, who) -> task-1 test accuracy per seed: the EMA weights gain 3 points on average, distillation
+# adds 1 more, Smooth-Distill's teacher another 0.5
+ACC = {(0.0, "student"): [60.0, 61.0, 62.0], (0.0, "teacher"): [63.0, 64.5, 64.5],
+       (0.5, "student"): [64.0, 65.0, 66.5], (0.5, "teacher"): [64.5, 65.5, 67.5],
+       (0.1, "student"): [0.0, 0.0, 0.0]}
+
+
+def _records(protocols=("paper",)) -> pd.DataFrame:
+    rows = []
+    for protocol in protocols:
+        for (lam, who), accs in ACC.items():
+            for seed, acc in enumerate(accs):
+                rows.append({"dataset": "wisdm", "protocol": protocol, "method": "smooth_distill", "lam": lam,
+                             "who": who, "seed": seed, "fold": 0, "task": 1, "split": "test",
+                             "accuracy": acc, "n_fit": 800, "n_test": 200, "train_ratio": np.nan})
+        for seed, acc in enumerate([58.0, 60.0, 59.0]):
+            rows.append({"dataset": "wisdm", "protocol": protocol, "method": "singletask", "lam": np.nan,
+                         "who": "student", "seed": seed, "fold": 0, "task": 1, "split": "test",
+                         "accuracy": acc, "n_fit": 800, "n_test": 200, "train_ratio": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_roles_rename_smooth_distill_runs_by_lambda_and_who():
+    r = analyses.as_roles(_records())
+    assert sorted(r["method"].unique()) == ["ema_weights", "multitask", "sd_teacher", "singletask", "smooth_distill"]
+    assert set(r["who"]) == {"student"}  # every role is an inference model of its own
+    assert r.query("method == 'multitask'")["accuracy"].tolist() == ACC[(0.0, "student")]
+    assert r.query("method == 'ema_weights'")["accuracy"].tolist() == ACC[(0.0, "teacher")]
+    assert len(r) == 3 * 5  # the lambda = 0.1 run has no role and is left out
+
+
+def test_effects_decompose_the_gain_with_intervals_and_holm():
+    e = analyses.convergence_effects(_records(("paper", "subject")))
+    paper = e.loc[("wisdm", "paper")]
+    total = paper.loc["Smooth-Distill over multitask"]
+    avg, dist = paper.loc["weight averaging alone"], paper.loc["distillation beyond averaging"]
+    assert total["effect"] == pytest.approx(np.mean([4.0, 4.0, 4.5]))
+    assert avg["effect"] == pytest.approx(np.mean([3.0, 3.5, 2.5])) and dist["effect"] == pytest.approx(np.mean([1.0, 0.5, 2.0]))
+    assert avg["effect"] + dist["effect"] == pytest.approx(total["effect"])  # the decomposition adds up
+    assert paper.loc["single-task over multitask"]["effect"] == pytest.approx(-2.0)
+    assert "Born-Again over multitask" not in paper.index  # absent methods are skipped
+    # the t interval of the averaging gain, by hand: mean 3, sd 0.5, t(0.975, 2)
+    half = st.t.ppf(0.975, 2) * 0.5 / np.sqrt(3)
+    assert avg["ci"] == pytest.approx((3.0 - half, 3.0 + half))
+    # Nadeau-Bengio widens it by sqrt((1/3 + 200/800) / (1/3)) and its p-value is the corrected test's
+    lo, hi = avg["nb_ci"]
+    assert (hi - lo) / (2 * half) == pytest.approx(np.sqrt((1 / 3 + 0.25) * 3))
+    p = stats.paired_test(ACC[(0.0, "teacher")], ACC[(0.0, "student")], "corrected", n_train=800, n_test=200)["pvalue"]
+    assert avg["p (Nadeau-Bengio)"] == pytest.approx(p)
+    # Holm over the whole table (2 protocols x 5 comparisons), never below the raw p-values
+    assert len(e) == 10
+    np.testing.assert_allclose(e["p (NB, Holm)"], stats.holm(e["p (Nadeau-Bengio)"]))
+    assert (e["p (NB, Holm)"] >= e["p (Nadeau-Bengio)"]).all()
+
+
+def test_a_single_seed_gives_no_effect_rows():
+    one = _records().query("seed == 0")
+    assert analyses.convergence_effects(one).empty
+
+
+def test_effects_table_and_figure_show_every_row():
+    from smoothdistill_lib import plots, report
+
+    e = analyses.convergence_effects(_records(("paper", "subject")))
+    t = report.effects_table(e)
+    assert list(t.index) == list(e.index)
+    row = t.loc[("wisdm", "paper", "weight averaging alone")]
+    assert row["a - b (points)"] == "+3.00" and row["pairs"] == 3 and row["95 % CI (t)"].startswith("[+1.")
+    fig = plots.plot_effects(e)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == ["wisdm, paper protocol", "wisdm, subject protocol"]
+    assert [t.get_text() for t in visible[0].get_yticklabels()] == list(e.loc[("wisdm", "paper")].index)
+    with pytest.raises(ValueError, match="no effects"):
+        plots.plot_effects(e.iloc[:0])
+
+
+def test_effect_phrase_reads_one_row():
+    e = analyses.convergence_effects(_records())
+    text = analyses.effect_phrase(e, "wisdm", "paper", "weight averaging alone")
+    lo, hi = e.loc[("wisdm", "paper", "weight averaging alone")]["nb_ci"]
+    assert text.startswith("+3.00 points (95 % Nadeau-Bengio interval") and f"{lo:+.2f} to {hi:+.2f}" in text
+    assert text.endswith("3 seeds)")
+    assert analyses.effect_phrase(e, "wisdm", "subject", "weight averaging alone") is None
