@@ -26,6 +26,7 @@ are downloaded into ``config.data_dir()`` by :func:`make_available`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 from smoothdistill_lib import config, mhealth, sleep, sleepsim, wisdm
 from smoothdistill_lib import download as dl
 from smoothdistill_lib.config import ModeSettings
+from smoothdistill_lib.errors import UserError
 from smoothdistill_lib.recordings import CHANNELS, Recording
 
 Loader = Callable[..., Recording]
@@ -247,8 +249,15 @@ def load_recording(name: str, mode=None, subjects=None, download: bool = True, *
     """
     info = get_dataset(name)
     m = mode if (mode is not None and not isinstance(mode, str)) else config.get_mode(mode)
-    rec = info.loader(subjects=subjects, mode=m, download=download, **options) if info.find is not None \
-        else info.loader(subjects=subjects, mode=m, **options)
+    try:
+        rec = info.loader(subjects=subjects, mode=m, download=download, **options) if info.find is not None \
+            else info.loader(subjects=subjects, mode=m, **options)
+    except TypeError as e:  # an option the loader does not take (a typo in data_options): name it
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad is None:
+            raise
+        raise UserError(f"dataset {name!r}: its loader takes no option {bad.group(1)!r} (from data_options or a "
+                        "load option); check the spelling") from None
     if not isinstance(rec, Recording):
         raise ValueError(f"dataset {name!r}: its loader returned {type(rec).__name__}, not a Recording")
     for what, got, want in (("activity_names", rec.activity_names, info.activity_names),

@@ -232,3 +232,15 @@ def test_missing_data_offline_is_one_line(data, capsys):
     assert cli.main(["windows", "--dataset", "mhealth", "--mode", "quick"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "could not download" in line and dl.MHEALTH_URL in line
+
+
+def test_a_typo_in_data_options_is_one_line_naming_the_option(tmp_path, monkeypatch, capsys):
+    """A key the dataset's loader does not take fails before any record is written, naming it."""
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("name: typo\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {seedd: 3}\n")
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "results"))
+    assert cli.main(["run", str(cfg), "--mode", "quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: dataset 'sleepsim': its loader takes no option 'seedd' (from data_options or a load option); check the spelling"
+    assert "Traceback" not in "\n".join(err)
+    assert list((tmp_path / "results" / "typo" / "runs").glob("*.json")) == []
