@@ -45,26 +45,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (``--epochs 0`` once silently trained the mode's default)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """argparse type: a whole number >= ``minimum`` (``--epochs 0`` once silently trained the mode's
+    default, so ``--epochs`` takes ``_int_at_least(1)``)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value}")
-    return value
+    return parse
 
 
 def _device(text: str) -> str:
@@ -103,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default="mtlnet", help="mtlnet | mtlnet_corrected | lstm | bilstm | gru | anponet")
     t.add_argument("--mode", choices=MODES, default=None)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default: the mode's)")
+    t.add_argument("--epochs", type=_int_at_least(1), default=None, help="epochs (default: the mode's)")
     t.add_argument("--protocol", default="paper", choices=["paper", "subject"])
-    t.add_argument("--fold", type=_non_negative_int, default=0)
+    t.add_argument("--fold", type=_int_at_least(0), default=0)
     t.add_argument("--lam", type=float, default=None, help="distillation weight lambda")
     t.add_argument("--device", type=_device, default=None, help="cuda | mps | cpu (default: best available)")
 
@@ -113,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="path to a YAML/JSON experiment config (see configs/)")
     r.add_argument("--mode", choices=MODES, default=None)
     r.add_argument("--device", type=_device, default=None)
-    r.add_argument("--limit", type=_non_negative_int, default=None, help="run at most this many pending runs, then stop")
+    r.add_argument("--limit", type=_int_at_least(0), default=None, help="run at most this many pending runs, then stop")
     r.add_argument("--methods", default=None,
                    help="comma-separated: run only these methods' pending runs now (a grid in stages)")
     r.add_argument("--require-clean", action="store_true",

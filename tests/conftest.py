@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from torch import nn
 
+from smoothdistill_lib import datasets
+from smoothdistill_lib import download as dl
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +36,20 @@ def _own_cache_dir(tmp_path_factory, monkeypatch):
     """Every test gets its own empty cache folder (``SMOOTHDISTILL_CACHE``): tests never read entries
     left by another test, and never fill the user's cache with entries for deleted temporary files."""
     monkeypatch.setenv("SMOOTHDISTILL_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    """An isolated, offline data folder: the shared copy beside the checkout is not searched and
+    downloads fail as they would without a network."""
+    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(tmp_path))
+    monkeypatch.setattr(datasets, "search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
+    return tmp_path
+
+
+def _offline(*args, **kwargs):
+    raise dl.urllib.error.URLError("offline (test)")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smoothdistill_lib import cli, datasets
+from smoothdistill_lib import cli
 from smoothdistill_lib import download as dl
 from smoothdistill_lib.errors import IncompleteDataWarning, UserError
 from tests.rawfixtures import write_wisdm_tree
@@ -204,17 +204,6 @@ def test_resolve_device_refuses_unparsable_names():
 
 # ---------------------------------------------------------------------------- data errors, end to end
 
-
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(tmp_path))
-    monkeypatch.setattr(datasets, "search_dirs", lambda: [tmp_path])
-    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
-    return tmp_path
-
-
-def _offline(*args, **kwargs):
-    raise dl.urllib.error.URLError("offline (test)")
 
 
 def test_a_value_that_overflows_float32_is_one_line_naming_file_and_line(data, capsys):

@@ -10,19 +10,6 @@ from smoothdistill_lib.cli import main
 from tests.rawfixtures import write_mhealth_tree, write_sleep_tree, write_wisdm_tree
 
 
-@pytest.fixture
-def data(tmp_path, monkeypatch):
-    """An isolated data folder (the shared copy beside the checkout is not searched)."""
-    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(tmp_path))
-    monkeypatch.setattr(datasets, "search_dirs", lambda: [tmp_path])
-    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
-    return tmp_path
-
-
-def _offline(*args, **kwargs):
-    raise dl.urllib.error.URLError("offline (test)")
-
-
 def test_registry_names_and_unknown_name(data):
     assert list(datasets.DATASETS) == ["wisdm", "mhealth", "sleep", "sleepsim"]
     with pytest.raises(ValueError, match="unknown dataset 'har'"):
