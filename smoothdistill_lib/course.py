@@ -23,7 +23,7 @@ import nbformat
 import yaml
 
 __all__ = ["STUDENT_DIR", "SOLUTION_TAG", "STUB_TAG", "CHECK_TAG", "student_edition", "student_text",
-           "learning_goals", "exercise_list", "chapter_links", "gpu_cells", "repository_url", "colab_url",
+           "learning_goals", "exercise_list", "prerequisites", "gpu_cells", "repository_url", "colab_url",
            "chapters"]
 
 #: where the student edition lives, beside book/
@@ -33,6 +33,20 @@ SOLUTION_TAG, STUB_TAG, CHECK_TAG = "solution", "exercise-stub", "exercise-check
 # a markdown solution: <details>, its "Solution" summary, anything, </details> (non-greedy: one block)
 _DETAILS = re.compile(r"\n*<details>\s*<summary>\s*Solution\s*</summary>.*?</details>[ \t]*", re.S | re.I)
 _NOTE_ID = "student-edition-note"
+# a markdown link's target; relative ones other than a chapter are rewritten to point into book/
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_CHAPTER_FILE = re.compile(r"\d\d_[\w-]+\.ipynb(#.*)?$")
+
+
+def _relink(text: str) -> str:
+    """Point relative links (``references.md``) at ``../book/``: student notebooks sit in ``student/``,
+    beside the student editions of the chapters but not beside the book's other pages."""
+    def fix(m: re.Match) -> str:
+        target = m.group(1)
+        if "://" in target or target.startswith(("#", "mailto:", "../")) or _CHAPTER_FILE.match(target):
+            return m.group(0)
+        return f"](../book/{target})"
+    return _LINK.sub(fix, text)
 
 
 def chapters(book: Path | str) -> list[Path]:
@@ -65,7 +79,10 @@ def student_edition(chapter: nbformat.NotebookNode, source: str) -> nbformat.Not
                                  "'<summary>Solution</summary>' solution; the student edition would show it")
             if not text.strip():
                 continue
-            cell.source = text.rstrip() if text != cell.source else cell.source
+            cell.source = _relink(text.strip("\n") if text != cell.source else text)
+        for output in cell.get("outputs", []):  # prose cells' sentences (prose.say) hold links too
+            if "text/markdown" in output.get("data", {}):
+                output["data"]["text/markdown"] = _relink(output["data"]["text/markdown"])
         if cell.cell_type == "code" and (STUB_TAG in tags or CHECK_TAG in tags):
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
@@ -93,47 +110,59 @@ def learning_goals(chapter: nbformat.NotebookNode) -> list[str]:
     for cell in chapter.cells:
         if cell.cell_type == "markdown" and "## Learning goals" in cell.source:
             section = cell.source.split("## Learning goals", 1)[1].split("\n## ", 1)[0]
-            return [line[2:].strip() for line in section.splitlines() if line.startswith("- ")]
+            goals: list[str] = []
+            for line in section.splitlines():
+                if line.startswith("- "):
+                    goals.append(line[2:].strip())
+                elif goals and line.startswith("  ") and line.strip():  # a bullet's continuation line
+                    goals[-1] += " " + line.strip()
+            return goals
     return []
 
 
 def exercise_list(chapter: nbformat.NotebookNode) -> list[dict]:
-    """The chapter's exercises in order: ``number``, ``question`` (first line), ``self_check`` (bool),
-    ``needs_training`` (its solution calls a training run)."""
+    """The chapter's exercises in order: ``number``, ``question`` (first line), ``self_check`` (it has a
+    check cell), ``needs_training`` (its solution calls a training run: ``run(``, ``fit(``,
+    ``run_experiment(``; minutes in class rather than seconds)."""
     cells = chapter.cells
     start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Exercises" in c.source), None)
     if start is None:
         return []
-    out = []
-    for i in range(start, len(cells)):
-        cell = cells[i]
+    out: list[dict] = []
+
+    def trains(text: str) -> bool:
+        return bool(_TRAINS.search(text))
+
+    for cell in cells[start:]:
         if cell.cell_type == "markdown":
-            for m in re.finditer(r"(?m)^(\d+)\. (.+)$", _DETAILS.sub("", cell.source)):
-                out.append({"number": int(m.group(1)), "question": m.group(2).strip(), "self_check": False,
-                            "needs_training": False})
+            # text before the first item of this cell (a <details> solution) belongs to the previous one
+            head, *items = re.split(r"(?m)^(?=\d+\. )", cell.source)
+            if out:
+                out[-1]["needs_training"] |= trains(head)
+            for item in items:
+                number, question = item.split(". ", 1)
+                out.append({"number": int(number), "question": question.split("\n")[0].strip(),
+                            "self_check": False, "needs_training": trains(item)})
         elif out and CHECK_TAG in _tags(cell):
             out[-1]["self_check"] = True
-        if out and cell.cell_type == "markdown":
-            # a solution that trains (run(...), fit, run_experiment) costs minutes in class, not seconds
-            out[-1]["needs_training"] |= bool(re.search(r"\brun(_experiment)?\(|\bfit\(", _solution_text(cell)))
-        if out and SOLUTION_TAG in _tags(cell):
-            out[-1]["needs_training"] |= bool(re.search(r"\brun(_experiment)?\(|\bfit\(", cell.source))
+        elif out and SOLUTION_TAG in _tags(cell):
+            out[-1]["needs_training"] |= trains(cell.source)
     return out
 
 
-def _solution_text(cell) -> str:
-    return "".join(m.group(0) for m in _DETAILS.finditer(cell.source))
+_TRAINS = re.compile(r"\b(run|fit|run_experiment)\(")
 
 
-def chapter_links(chapter: nbformat.NotebookNode) -> list[str]:
-    """The chapters this one links to in its markdown (``NN_name`` stems), in order of first mention."""
-    found = []
+def prerequisites(chapter: nbformat.NotebookNode, number: int) -> list[int]:
+    """The earlier chapters this one refers to ("chapter 5", "chapters 3 and 4" or a link ``05_x.ipynb``)."""
+    found: set[int] = set()
     for cell in chapter.cells:
         if cell.cell_type == "markdown":
-            for stem in re.findall(r"\]\((\d\d_[a-z0-9_]+)\.ipynb", cell.source):
-                if stem not in found:
-                    found.append(stem)
-    return found
+            text = _DETAILS.sub("", cell.source)
+            for m in re.finditer(r"[Cc]hapters? (\d+)((?:(?:, | and | or )\d+)*)", text):
+                found.update(int(n) for n in re.findall(r"\d+", m.group(0)))
+            found.update(int(n) for n in re.findall(r"\]\((\d\d)_[a-z0-9_]+\.ipynb", text))
+    return sorted(n for n in found if n < number)
 
 
 def gpu_cells(chapter: nbformat.NotebookNode) -> int:
