@@ -32,6 +32,8 @@ NEEDED = ("torch", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn
 EXTRA_MODULES = {"widgets": ("ipywidgets",), "fast": ("pyarrow",), "gpu": ("pynvml",)}
 #: files that make a folder a checkout of the book
 MARKERS = ("_toc.yml", "smoothdistill_lib", "book")
+#: the student edition's folder (tools/make_student_edition.py); its notebooks also run from book/
+STUDENT = "student"
 
 
 class SetupError(SystemExit):
@@ -158,7 +160,9 @@ def bootstrap(repo_url: str, *, branch: str | None = None, extras: str = "", whe
             install(checkout, extras)
         _use(checkout)
         book = checkout / "book"
-        if start == checkout.resolve():  # opened at the repository root: chapters run from book/
+        # opened at the repository root, or a student notebook (student/): chapters run from book/,
+        # where their relative paths (configs, records, figures) point
+        if start in (checkout.resolve(), (checkout / STUDENT).resolve()):
             os.chdir(book)
         return checkout
     mine = library_checkout()  # the set-up cell's own clone, if it made one

@@ -65,6 +65,10 @@ def test_in_a_checkout_nothing_is_fetched(tmp_path, calls, monkeypatch):
     # opened at the repository root: the chapters' relative paths need book/
     colab.bootstrap("file:///nowhere/book", where=repo)
     assert Path.cwd() == repo / "book"
+    # a student notebook (student/, tools/make_student_edition.py) also works from book/
+    (repo / "student").mkdir()
+    colab.bootstrap("file:///nowhere/book", where=repo / "student")
+    assert Path.cwd() == repo / "book"
 
 
 def test_a_checkout_missing_a_dependency_is_installed_from_itself(tmp_path, calls, monkeypatch):

@@ -11,7 +11,7 @@ import smoothdistill_lib
 ORDER = ["config", "errors", "fileio", "recordings", "wisdm", "mhealth", "sleep", "sleepsim", "download",
          "datasets", "firstuse", "windows", "splits", "pipeline", "models", "losses", "ema", "methods", "metrics",
          "provenance", "compute", "engine", "checkpoints", "experiment", "records", "runner", "stats",
-         "report", "analyses", "plots", "prose", "colab", "nb", "cli", "__main__"]
+         "report", "analyses", "plots", "prose", "exercises", "colab", "nb", "course", "cli", "__main__"]
 PACKAGE = Path(smoothdistill_lib.__file__).parent
 
 

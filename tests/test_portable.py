@@ -20,7 +20,7 @@ from markdown_it import MarkdownIt
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
-NOTEBOOKS = [*CHAPTERS, BOOK / "_template.ipynb"]
+NOTEBOOKS = [*CHAPTERS, BOOK / "_template.ipynb", BOOK / "instructor_guide.ipynb", *sorted((ROOT / "student").glob("*.ipynb"))]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import check_html  # noqa: E402
