@@ -272,3 +272,21 @@ def effect_phrase(effects: pd.DataFrame, dataset: str, protocol: str, comparison
     lo, hi = e["nb_ci"]
     return (f"{e['effect']:+.2f} points (95 % Nadeau-Bengio interval {lo:+.2f} to {hi:+.2f}, "
             f"Holm-adjusted p = {e['p (NB, Holm)']:.3f}, {int(e['n'])} seeds)")
+
+
+def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
+    """Runs planned and finished per method, in the plan's order. ``plan``: the grid's
+    ``experiment.RunSpec`` list (``experiment.expand``); ``df``: its records (None: none yet)."""
+    done = set() if df is None else set(df["run_id"])
+    d = pd.DataFrame([(s.method, s.run_id in done) for s in plan], columns=["method", "done"])
+    return d.groupby("method", sort=False).agg(runs=("done", "size"), finished=("done", "sum"))
+
+
+def run_cost(df: pd.DataFrame) -> pd.DataFrame:
+    """Median training minutes and optimizer steps per run (steps = epochs that ran x batches per
+    epoch), per (dataset, protocol) and method: what one more run of a grid costs on its device."""
+    runs = df.drop_duplicates("run_id")
+    runs = runs.assign(minutes=runs["train_seconds"] / 60,
+                       steps=runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"]))
+    return runs.pivot_table(index=["dataset", "protocol"], columns="method", values=["minutes", "steps"],
+                            aggfunc="median").round(1)

@@ -93,3 +93,19 @@ def test_effect_phrase_reads_one_row():
     assert text.startswith("+3.00 points (95 % Nadeau-Bengio interval") and f"{lo:+.2f} to {hi:+.2f}" in text
     assert text.endswith("3 seeds)")
     assert analyses.effect_phrase(e, "wisdm", "subject", "weight averaging alone") is None
+
+
+def test_grid_progress_and_run_cost():
+    from types import SimpleNamespace
+
+    plan = [SimpleNamespace(method=m, run_id=f"{m}{k}") for m in ("smooth_distill", "born_again") for k in range(3)]
+    df = pd.DataFrame({"run_id": ["smooth_distill0", "smooth_distill0", "smooth_distill2"],
+                       "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill",
+                       "train_seconds": [600.0, 600.0, 300.0], "epochs": [16, 16, 15], "n_fit": [640, 640, 700],
+                       "batch_size": 64})
+    p = analyses.grid_progress(plan, df)
+    assert p.to_dict("index") == {"smooth_distill": {"runs": 3, "finished": 2}, "born_again": {"runs": 3, "finished": 0}}
+    assert analyses.grid_progress(plan, None)["finished"].sum() == 0
+    c = analyses.run_cost(df)  # one row per run: medians of (10, 5) minutes and (160, 165) steps
+    assert c.loc[("wisdm", "paper"), ("minutes", "smooth_distill")] == 7.5
+    assert c.loc[("wisdm", "paper"), ("steps", "smooth_distill")] == 162.5
