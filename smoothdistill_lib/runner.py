@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from smoothdistill_lib import __version__
+from smoothdistill_lib import __version__, shards
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode, results_dir
 
 SCHEMA = 1
@@ -54,7 +54,7 @@ FAITHFUL_MODELS = ("mtlnet",)
 RECORD_KEYS = ("schema", "run_id", "spec", "config", "data", "best_epoch", "evaluation", "history",
                "compute", "provenance")
 #: TrainConfig fields added after records existed, with their "off" value (left out of run ids)
-TRAIN_ADDED_LATER = {"min_steps": None}
+TRAIN_ADDED_LATER = {"min_steps": None, "precision": "fp32"}
 STALE_TEMP_SECONDS = 3600  # leftover temp files older than this are removed
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -452,7 +452,7 @@ RunFn = Callable[[RunSpec, "str | None"], dict]
 
 
 @contextlib.contextmanager
-def experiment_lock(folder: Path, name: str):
+def experiment_lock(folder: Path, name: str, lock: str = ".lock"):
     """Hold an exclusive lock on ``folder/.lock`` while a grid runs, so two ``run`` commands on one
     experiment cannot train the same run twice. ``flock`` is released by the kernel when the process
     ends, even by SIGKILL, so a killed run never leaves a stale lock. No-op where ``fcntl`` is missing."""
@@ -461,7 +461,7 @@ def experiment_lock(folder: Path, name: str):
     except ImportError:  # Windows: no advisory locks; resume still keeps records valid
         yield
         return
-    path = Path(folder) / ".lock"
+    path = Path(folder) / lock
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -483,7 +483,8 @@ def experiment_lock(folder: Path, name: str):
 def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
                    progress: bool = True, mode: str | None = None, require_clean: bool = False,
-                   methods: list[str] | None = None) -> RunSummary:
+                   methods: list[str] | None = None, stack: bool | None = None,
+                   shard: str | None = None) -> RunSummary:
     """Run the pending runs of ``experiment`` (an :class:`Experiment` or a config path).
 
     ``results_root`` defaults to :func:`config.results_dir`; records go to
@@ -494,7 +495,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     checkout changes while it runs. ``require_clean`` refuses to start when tracked files differ
     from that commit (records made so name code that no commit holds; otherwise a warning).
     ``methods`` runs only the pending runs of these methods now (a long grid in stages: the rest
-    stays pending, never stale).
+    stays pending, never stale). ``stack``: train compatible runs as replica-stacked models
+    (``stack.py``; None = on for CUDA). ``shard`` ``"K/N"``: only this shard's runs (``shards.py``).
     """
     from datetime import datetime, timezone
 
@@ -507,6 +509,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     specs = expand(experiment, mode)
+    grid = {s.run_id: s for s in specs}  # the whole grid, whatever the shard: nothing of it is stale
+    specs = shards.select(specs, shard)
     ms = resolve_mode(experiment, mode)
     if methods is not None:
         unknown = [m for m in methods if m not in experiment.methods]
@@ -516,9 +520,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     folder = Path(results_root or results_dir()) / experiment.name
     runs_dir = folder / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    with experiment_lock(folder, experiment.name):
+    with experiment_lock(folder, experiment.name, shards.lock_name(shard)):
         scan = scan_records(runs_dir)
-        grid = {s.run_id: s for s in specs}
         summary = RunSummary(experiment.name, ms.name, folder, len(specs), 0,
                              corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt])
         for run_id, rec in scan.valid.items():
@@ -563,17 +566,31 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
             print(f"warning: {why}; they are marked dirty", file=sys.stderr)
         grid_prov = {"experiment": experiment.name, "commit": commit, "dirty": dirty, "runs_in_grid": len(specs),
                 "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
-        with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
-            for spec in bar:
+        with tqdm(total=len(todo), desc=f"{experiment.name} [{ms.name}]", unit="run",
+                  disable=not progress or not todo) as bar:
+            for spec, body in _bodies(todo, device, run_fn, stack, progress):
                 bar.set_postfix_str(spec.label)
-                body = dict(run(spec, device))
+                bar.update(1)
+                body = dict(body)
                 body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
                 record = _jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
                 validate_record(record, source=f"run {spec.label}")
                 atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
                 summary.ran.append(spec.run_id)
         return summary
+
+
+def _bodies(todo: list[RunSpec], device, run_fn: RunFn | None, stack: bool | None, progress: bool):
+    """``(spec, record body)`` of each run of ``todo``: replica-stacked groups when stacking is on
+    (``stack.py``; default on for CUDA only), else one run at a time with ``run_fn`` (default run_one)."""
+    from smoothdistill_lib import stack as stacking
+
+    if run_fn is None and stacking.enabled(stack, device):
+        yield from stacking.run_specs(todo, device, progress=progress)
+        return
+    run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
+    for spec in todo:
+        yield spec, run(spec, device)
 
 
 def missing_datasets(experiment: Experiment | str | os.PathLike) -> dict[str, str]:
@@ -601,7 +618,8 @@ def cli_run(args) -> int:
     exp = load_experiment(args.config)
     methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
     summary = run_experiment(exp, device=args.device, limit=args.limit, mode=args.mode,
-                             require_clean=getattr(args, "require_clean", False), methods=methods)
+                             require_clean=getattr(args, "require_clean", False), methods=methods,
+                             stack=getattr(args, "stack", None), shard=getattr(args, "shard", None))
     print("\n".join(summary.lines()))
     return 0
 
