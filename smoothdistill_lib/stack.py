@@ -507,10 +507,23 @@ def run_specs(specs: Sequence, device=None, progress: bool = True,
     from smoothdistill_lib import runner
 
     for group in group_specs(specs, max_replicas):
-        if len(group) == 1:
-            yield group[0], runner.run_one(group[0], device, progress=progress)
+        if len(group) == 1 or not _stackable(group[0]):
+            for spec in group:
+                yield spec, runner.run_one(spec, device, progress=progress)
         else:
             yield from zip(group, run_group(group, device, progress=progress))
+
+
+def _stackable(spec) -> bool:
+    """Whether ``spec``'s method and model can be stacked (else its runs go one at a time, each with
+    its own time and memory measured)."""
+    from smoothdistill_lib.models import build_model
+
+    reason = why_not_stackable(get_method(spec.method), build_model(spec.model, (2, 2), **(spec.train.get(
+        "model_options") or {})))
+    if reason is not None:
+        print(f"stack: {spec.method}/{spec.model} runs one at a time: {reason}", file=sys.stderr)
+    return reason is None
 
 
 def run_group(specs: Sequence, device=None, progress: bool = True) -> list[dict]:
@@ -555,17 +568,18 @@ def run_group(specs: Sequence, device=None, progress: bool = True) -> list[dict]
                                                            "n_windows": len(w)}, device=result.device)
         prov.update({"started": started, "finished": finished})
         compute_ = runner._run_compute(spec, result, meter, tuple(len(n) for n in names), tuple(w.X.shape[1:]))
+        # the meter saw the whole group: its time is shared out, its peak memory is the group's
+        fs = dict(compute_["fit_seconds"])
+        fs["value"] = fs["value"] / len(specs)
+        fs["how"] = f"{fs['how']}; a group of {len(specs)} runs trained together: its time / {len(specs)}"
+        compute_["fit_seconds"] = fs
+        compute_["peak_memory"] = {**compute_["peak_memory"],
+                                   "how": compute_["peak_memory"]["how"] + f"; the whole group of {len(specs)} runs"}
         if info is not None:
             r = info["replicas"]
             prov["stack"] = {**info, "group": ids}
-            fs = dict(compute_["fit_seconds"])
-            fs["value"] = fs["value"] / len(specs)
-            fs["how"] = f"{fs['how']}; a stack of {len(specs)} runs ({r} per stacked model): its time / {len(specs)}"
-            compute_["fit_seconds"] = fs
             compute_["train_seconds"] = {**compute_["train_seconds"], "how": compute_["train_seconds"]["how"]
                                          + f"; stacked with {r} replicas: the stack's time / {r}"}
-            compute_["peak_memory"] = {**compute_["peak_memory"],
-                                       "how": compute_["peak_memory"]["how"] + f"; the whole stack of {len(specs)} runs"}
         bodies.append({
             "config": result.config.to_dict(), "data": data, "best_epoch": result.best_epoch,
             "best_epochs": result.best_epochs, "evaluation": runner.evaluate(result.predictions, names),

@@ -111,3 +111,11 @@ def test_grid_time_estimate_from_step_times():
     with pytest.raises(ValueError, match="born_again's stage 1"):
         stack.grid_time_estimate({"born_again": 1.0}, {"wisdm": 10})
     assert np.isnan(t.loc[("total", ""), "hours per run"])
+
+
+def test_unstackable_groups_run_every_spec_one_at_a_time(monkeypatch, capsys):
+    monkeypatch.setattr(runner, "run_one", lambda spec, device=None, progress=True: fake_run(spec, device))
+    specs = runner.expand(small(methods=["sd_dropout"], seeds=[0, 1, 2]), "quick")
+    out = list(stack.run_specs(specs, "cpu", progress=False))
+    assert [s.run_id for s, _ in out] == [s.run_id for s in specs]
+    assert "sd_dropout/mtlnet runs one at a time" in capsys.readouterr().err
