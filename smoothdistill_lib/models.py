@@ -412,3 +412,12 @@ def input_influence(
     finally:
         model.train(was_training)
     return change.reshape(3, length).cpu()
+
+
+# --------------------------------------------------------------------------------------------
+# Students for embedded devices (chapter 11) live in students.py, which imports this module's base
+# class; registered here so build_model / engine.fit / runner know them (an additive hook).
+from smoothdistill_lib import students as _students  # noqa: E402
+
+MODELS.update(_students.STUDENT_SPECS)
+_OPTIONS.update(_students.STUDENT_OPTIONS)

@@ -323,8 +323,10 @@ def test_chapter_conventions(path):
         "the first output must be the provenance banner (nb.banner)"
     errors = [o.get("ename") for o in outputs if o.get("output_type") == "error"]
     assert not errors, f"error outputs stored: {errors}"
-    n_check = sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in code)
-    assert n_check >= 2, f"{n_check} '# NBVAL_CHECK_OUTPUT' cell(s); at least 2 needed"
+    # checked cells: the comment (older chapters) or the portable cell tag nbval-check-output
+    n_check = sum(c.source.lstrip().startswith("# NBVAL_CHECK_OUTPUT")
+                  or "nbval-check-output" in c.metadata.get("tags", []) for c in code)
+    assert n_check >= 2, f"{n_check} checked cell(s) ('# NBVAL_CHECK_OUTPUT' or tag nbval-check-output); >= 2 needed"
     for c in code:
         tags = set(c.metadata.get("tags", []))
         assert ("nbval-skip" in tags) == ("skip-execution" in tags), \
