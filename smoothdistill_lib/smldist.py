@@ -520,6 +520,37 @@ def _teacher(prep, fit_idx, val_idx, test_idx, model: str, mode, seed: int):
     return net.eval().requires_grad_(False), ck
 
 
+def load_teacher(dataset: str, protocol: str = "paper", mode: str | None = None, model: str = "mtlnet_corrected"):
+    """``(teacher, prepared, (fit_idx, val_idx, test_idx))`` for a dataset and protocol (fold 0), the teacher
+    trained as in :func:`run_ablation` (so after a run it is loaded from ``checkpoints/``, not trained)."""
+    from smoothdistill_lib.pipeline import prepare
+
+    m = get_mode(mode)
+    prep = prepare(dataset, protocol=protocol, mode=m.name)
+    fit_idx, val_idx = (np.asarray(i) for i in prep.split.folds[0])
+    test_idx = np.asarray(prep.split.test)
+    teacher, _ = _teacher(prep, fit_idx, val_idx, test_idx, model, m, seed=0)
+    return teacher, prep, (fit_idx, val_idx, test_idx)
+
+
+def deployment_table(records: Sequence[dict]) -> pd.DataFrame:
+    """One row per exported net and precision (records with ``deployment``): dataset, protocol, model
+    (``student/combination`` or ``MTL-net teacher``), precision, parameters, kB on disk, FLOPs per window,
+    latency (ms, batch 1, one thread), test accuracy / macro-F1 of both tasks, max |delta| vs torch."""
+    rows = []
+    for r in records:
+        s = r["spec"]
+        name = "MTL-net teacher" if s["student"] == "teacher" else f"{s['student']} ({s['combination']})"
+        for d in r.get("deployment", []):
+            rows.append({"dataset": s["dataset"], "protocol": s["protocol"], "model": name,
+                         "precision": d["precision"], "params": d["params"], "kB": d["file_bytes"] / 1000,
+                         "kFLOPs": d["flops"] / 1000, "latency ms": d["latency_ms"],
+                         "acc task 1": d["acc_task1"], "F1 task 1": d["f1_task1"],
+                         "acc task 2": d["acc_task2"], "F1 task 2": d["f1_task2"],
+                         "max |delta|": d["max_abs_diff"]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _scores_of(net: nn.Module, w, idx_by_split: dict) -> dict:
     from smoothdistill_lib.windows import to_layout
 
@@ -654,7 +685,7 @@ def ablation_table(records: Sequence[dict]) -> pd.DataFrame:
 
 __all__ = [
     "COMBINATIONS", "LEVELS", "Ablation", "DistillHeads", "HopfieldLayer", "SMLDistConfig", "StudentResult",
-    "ablation_table", "conditional_target", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
+    "ablation_table", "conditional_target", "deployment_table", "load_teacher", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
     "match_length", "memory_loss", "run_ablation", "stage_loss", "stage_pairs", "teacher_outputs",
     "teacher_targets",
 ]  # fmt: skip
