@@ -25,3 +25,15 @@ collect_ignore_glob = [
 # 51 phone and 43 of 51 watch subjects): opt in, so that the loaders' IncompleteDataWarning does not
 # add a stderr line to checked chapter outputs. Tests of the warning unset it.
 os.environ.setdefault("SMOOTHDISTILL_ALLOW_SUBSET", "1")
+
+# Chapters read the recorded runs in results/ and some also run grids in the chapter's mode (chapter
+# 11's ablation, MHEALTH grids when the data are present). Tests work on a copy, so a test run never
+# writes quick-mode records into the repository's results/ (one copy per test process).
+if "SMOOTHDISTILL_RESULTS" not in os.environ:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    _copy = Path(tempfile.mkdtemp(prefix="smoothdistill-results-")) / "results"
+    shutil.copytree(Path(__file__).resolve().parent / "results", _copy, ignore=shutil.ignore_patterns(".*"))
+    os.environ["SMOOTHDISTILL_RESULTS"] = str(_copy)

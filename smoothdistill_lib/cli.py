@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: run only these methods' pending runs now (a grid in stages)")
     r.add_argument("--require-clean", action="store_true",
                    help="refuse to start when tracked files have uncommitted changes (for records to publish)")
+    r.add_argument("--stack", action=argparse.BooleanOptionalAction, default=None,
+                   help="train runs differing only in seed/fold as one replica-stacked model (default: on for CUDA)")
+    r.add_argument("--shard", default=None, metavar="K/N",
+                   help="run only shard K of N (1..N) of the grid, balanced by cost (a Slurm job array)")
 
     rep = sub.add_parser("report", parents=[debug], help="print an experiment's tables as markdown and write CSVs")
     rep.add_argument("experiment", help="experiment name (folder under results/) or its path")

@@ -29,7 +29,8 @@ from pathlib import Path
 #: modules a chapter imports; a checkout whose Python lacks one gets ``pip install -e <checkout>``
 NEEDED = ("torch", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "tqdm", "yaml")
 #: modules of the library's optional extras (pyproject ``[project.optional-dependencies]``)
-EXTRA_MODULES = {"widgets": ("ipywidgets",), "fast": ("pyarrow",), "gpu": ("pynvml",)}
+EXTRA_MODULES = {"widgets": ("ipywidgets",), "fast": ("pyarrow",), "gpu": ("pynvml",),
+                 "deploy": ("onnx", "onnxruntime", "onnxscript", "onnx_ir")}
 #: files that make a folder a checkout of the book
 MARKERS = ("_toc.yml", "smoothdistill_lib", "book")
 #: the student edition's folder (tools/make_student_edition.py); its notebooks also run from book/

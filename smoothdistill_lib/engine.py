@@ -39,10 +39,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from smoothdistill_lib import amp
 from smoothdistill_lib.compute import synchronize
 from smoothdistill_lib.config import get_mode
 from smoothdistill_lib.ema import BUFFER_POLICIES, EMATeacher
-from smoothdistill_lib.methods import METHODS, Method, autocast, get_method
+from smoothdistill_lib.methods import METHODS, Method, autocast, get_method, precision
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import MODELS, build_model
 from smoothdistill_lib.pipeline import prepare
@@ -75,6 +76,9 @@ class TrainConfig:
     threads give identical numbers (some CPU kernels, e.g. batch norm's, reduce in a thread-dependent
     order, so 1 and 2 threads can differ in the last digits; run records store ``threads``).
     ``device``: ``None`` picks cuda > mps > cpu. ``bf16``: bf16 autocast on CUDA only.
+    ``precision``: ``"fp32"`` (default) | ``"auto"`` (bf16 on GPUs with native bf16, compute capability
+    >= 8.0; fp16 with a GradScaler on older ones) | ``"bf16"`` | ``"fp16"``; CUDA only, CPU/MPS train
+    in fp32 (see :mod:`~smoothdistill_lib.amp`). ``fit`` returns the config with the precision it ran.
     ``lam=0`` trains the student as plain multitask while the EMA teacher still tracks it: the
     "EMA weights only" ablation (its numbers are the ``teacher`` predictions).
     ``eval_batch_size`` only batches evaluation (results differ at most by float rounding).
@@ -107,6 +111,7 @@ class TrainConfig:
     deterministic: bool = True
     eval_batch_size: int = 1024
     min_steps: int | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         get_method(self.method)  # raises a clear error naming the choices
@@ -132,6 +137,7 @@ class TrainConfig:
             ("ema_decay", 0.0 <= self.ema_decay <= 1.0, "in [0, 1]"),
             ("sdd_dropout", 0.0 <= self.sdd_dropout < 1.0, "in [0, 1)"),
             ("selection", self.selection in SELECTIONS, f"one of {SELECTIONS}"),
+            ("precision", self.precision in amp.PRECISIONS, f"one of {amp.PRECISIONS}"),
             ("ema_buffers", self.ema_buffers in BUFFER_POLICIES, f"one of {BUFFER_POLICIES}"),
             ("model_options", isinstance(self.model_options, dict), "a dict"),
             ("min_steps", self.min_steps is None or (isinstance(self.min_steps, int)
@@ -344,8 +350,9 @@ def _to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _logits(forward: Callable, X: torch.Tensor, idx: torch.Tensor, batch_size: int, bf16: bool):
-    """``(z1, z2)`` float32 logits of ``X[idx]`` in eval batches, kept on the device."""
+def _logits(forward: Callable, X: torch.Tensor, idx: torch.Tensor, batch_size: int, bf16: bool | str):
+    """``(z1, z2)`` float32 logits of ``X[idx]`` in eval batches, kept on the device (``bf16``: the
+    older flag or a precision name)."""
     z1s, z2s = [], []
     for s in range(0, len(idx), batch_size):
         xb = X[idx[s : s + batch_size]]
@@ -514,6 +521,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
     X, y1, y2 = data
     optimizer = make_optimizer([p for m in models.values() for p in m.parameters() if p.requires_grad],
                                cfg.lr, device)
+    optimizer = amp.with_grad_scaler(optimizer, precision(cfg), device)  # fp16: loss scaling
     ema = teacher if isinstance(teacher, EMATeacher) else None
     eval_teacher = ema is not None and cfg.eval_teacher
     has_kd = method.kd_terms
@@ -536,7 +544,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
             out = method.step(models, optimizer, teacher, (xb, t1, t2), cfg)
             sums += _batch_sums(out, t1, t2, ema is not None)
         _set_mode(models, False)
-        val = _eval_sums(forward, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16)
+        val = _eval_sums(forward, X, y1, y2, val_idx, cfg.eval_batch_size, precision(cfg))
         tr, va = dict(zip(_SUMS, sums.tolist())), val.tolist()  # the one host read of the epoch
         if not math.isfinite(tr["loss"]):
             raise FloatingPointError(
@@ -555,7 +563,7 @@ def _train_stage(method: Method, models, teacher, data, fit_idx, val_idx, cfg: T
         seconds += epoch_seconds
         tv = None
         if eval_teacher:  # diagnostics only: not part of the method's cost, so not timed
-            tv = _eval_sums(ema, X, y1, y2, val_idx, cfg.eval_batch_size, cfg.bf16).tolist()
+            tv = _eval_sums(ema, X, y1, y2, val_idx, cfg.eval_batch_size, precision(cfg)).tolist()
             bests["teacher"].offer(
                 _score(100.0 * tv[2] / nv, 100.0 * tv[3] / nv, cfg.selection), epoch, ema.module
             )
@@ -589,7 +597,7 @@ def _determinism(enabled: bool, device: torch.device):
 
 
 def _predictions(forward, X, y1, y2, idx: torch.Tensor, cfg: TrainConfig) -> dict[str, np.ndarray]:
-    z1, z2 = _logits(forward, X, idx, cfg.eval_batch_size, cfg.bf16)
+    z1, z2 = _logits(forward, X, idx, cfg.eval_batch_size, precision(cfg))
     return {
         "y1_true": y1[idx].cpu().numpy(), "y1_pred": z1.argmax(1).cpu().numpy(),
         "y2_true": y2[idx].cpu().numpy(), "y2_pred": z2.argmax(1).cpu().numpy(),
@@ -660,6 +668,8 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     n = len(X)
     fit_np = _indices(fit_idx, "fit_idx", n)
     cfg = with_min_steps(config, len(fit_np))
+    # what runs on this device ("auto" -> bf16 or fp16 on CUDA, fp32 elsewhere), recorded in the run
+    cfg = dataclasses.replace(cfg, precision=amp.resolve_precision(cfg.precision, device, cfg.bf16))
     val_np = _indices(val_idx, "val_idx", n)
     test_np = _indices(test_idx, "test_idx", n, allow_empty=True)
     for a, b, na, nb in ((fit_np, val_np, "fit_idx", "val_idx"), (fit_np, test_np, "fit_idx", "test_idx"),

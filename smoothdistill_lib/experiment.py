@@ -19,6 +19,7 @@ Mode precedence: the ``mode`` argument (``run --mode``) > the config's ``mode:``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -27,19 +28,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from smoothdistill_lib import __version__, datasets
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode
 from smoothdistill_lib.engine import TrainConfig
 from smoothdistill_lib.errors import ConfigError
-from smoothdistill_lib.fileio import json_hash, jsonable
+from smoothdistill_lib.fileio import canonical_json, json_hash, jsonable
 from smoothdistill_lib.methods import LAM_METHODS, METHODS
 from smoothdistill_lib.models import MODELS
-from smoothdistill_lib.splits import PROTOCOLS
+from smoothdistill_lib.pipeline import prepare
+from smoothdistill_lib.splits import PROTOCOLS, subsample_ratio
 
 #: TrainConfig fields added after records existed, with their "off" value (left out of run ids)
-TRAIN_ADDED_LATER = {"min_steps": None}
+TRAIN_ADDED_LATER = {"min_steps": None, "precision": "fp32"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
@@ -298,3 +301,34 @@ def missing_datasets(experiment: Experiment | str | os.PathLike) -> dict[str, st
     to run a grid only when its data are here."""
     return {name: why for name in as_experiment(experiment).datasets
             if (why := datasets.absence(name)) is not None}
+
+
+# ----------------------------------------------------------------------------- a run's inputs
+@functools.lru_cache(maxsize=8)  # (dataset, protocol, layout) cells of a grid: a few MB each
+def _prepare_cached(dataset: str, protocol: str, mode: str, split_seed: int, layout: str,
+                    data_options_json: str):
+    return prepare(dataset, protocol=protocol, mode=mode, seed=split_seed, layout=layout,
+                   **json.loads(data_options_json))
+
+
+def prepare_for(spec: RunSpec):
+    """``pipeline.prepare`` for ``spec``, cached within the process (same data, layout and mode)."""
+    return _prepare_cached(spec.dataset, spec.protocol, spec.mode, spec.split_seed, spec.layout,
+                           canonical_json(spec.data_options))
+
+
+def run_inputs(spec: RunSpec, prep, device: str | None = None) -> tuple:
+    """``(fit_idx, val_idx, test_idx, TrainConfig)`` of ``spec`` on its prepared data ``prep``
+    (:func:`prepare_for`), as ``engine.fit`` takes them: the fold's fit/val indices (subsampled for a
+    training ratio), the split's test indices, the run's config on ``device``."""
+    if spec.mode_sizes != get_mode(spec.mode).to_dict():
+        raise ValueError(f"run {spec.label}: the sizes of mode {spec.mode!r} changed since the grid was expanded")
+    w, split = prep.windows, prep.split
+    if spec.fold >= len(split.folds):
+        raise ValueError(f"run {spec.label}: fold {spec.fold} requested but the {spec.protocol} split of "
+                         f"{spec.dataset} has {len(split.folds)} folds ({'; '.join(split.notes)})")
+    fit_idx, val_idx = (np.asarray(i) for i in split.folds[spec.fold])
+    if spec.train_ratio is not None:
+        by = "subject" if spec.protocol == "subject" else "window"
+        fit_idx = np.asarray(subsample_ratio(fit_idx, w, spec.train_ratio, seed=spec.seed, by=by))
+    return fit_idx, val_idx, np.asarray(split.test), TrainConfig(**spec.train, device=device)

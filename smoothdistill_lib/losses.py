@@ -40,6 +40,22 @@ def kd_loss(
     return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
 
 
+def kd_loss_vmappable(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 3.0
+) -> torch.Tensor:
+    """:func:`kd_loss` without ``F.kl_div``, for use under ``torch.func.vmap`` (:mod:`stack`).
+
+    ``kl_div`` has no vmap batching rule: vmap would loop over the replicas one kernel at a time.
+    ``sum_c p_T (log p_T - log p_S)`` is the same KL; it differs from :func:`kd_loss` by float rounding
+    only (``tests/test_losses.py``). :func:`kd_loss` stays the engine's, so unstacked runs keep their
+    numbers to the last digit.
+    """
+    log_p_student = F.log_softmax(student_logits / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.detach() / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    return kl.mean() * temperature**2
+
+
 def sdd_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
     """SD-Dropout consistency: ``KL(p_b || p_a) + KL(p_a || p_b)`` at temperature ``T``, ``batchmean``.
 

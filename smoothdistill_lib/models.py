@@ -306,6 +306,32 @@ def _check_n_classes(n_classes) -> tuple[int, ...]:
     return out
 
 
+_SHIPPED_MODELS = frozenset(MODELS)
+
+
+def register_model(name: str, builder: Callable[..., MultiHeadModel], description: str, *, layout: str = "axes",
+                   options: tuple[str, ...] = ("window_length", "n_channels"), replace: bool = False) -> ModelSpec:
+    """Add a model to :data:`MODELS`, after which ``build_model``, the engine, experiment configs
+    (``run``) and ``compute`` accept ``name`` in this process (as ``datasets.register_dataset`` does
+    for data). ``builder(n_classes, **options) -> MultiHeadModel``; ``layout`` is the window layout
+    it is fed; ``options`` the keyword arguments it takes (``n_channels``, set by the engine from the
+    windows, among them). A module defining nets registers them itself (e.g. ``students``), so
+    imports stay one-way. Registering an existing name raises unless ``replace``; the shipped names
+    cannot be replaced."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_model: name {name!r} must be a plain identifier (letters, digits, _)")
+    if name in _SHIPPED_MODELS or (name in MODELS and not replace):
+        raise ValueError(f"register_model: {name!r} is already registered"
+                         + ("" if name in _SHIPPED_MODELS else " (pass replace=True to redefine it)"))
+    if not callable(builder):
+        raise ValueError(f"register_model: builder for {name!r} must be callable")
+    if layout not in ("faithful", "axes"):
+        raise ValueError(f"register_model: layout of {name!r} must be 'faithful' or 'axes', got {layout!r}")
+    spec = ModelSpec(builder, description, layout, tuple(options))
+    MODELS[name] = spec
+    return spec
+
+
 def build_model(name: str, n_classes: tuple[int, ...], **options) -> MultiHeadModel:
     """Build registry model ``name`` with one head per entry of ``n_classes``.
 
@@ -313,7 +339,8 @@ def build_model(name: str, n_classes: tuple[int, ...], **options) -> MultiHeadMo
     ``mtlnet_corrected``; ``hidden_size``, ``num_layers``, ``dropout``, ``fc_size`` for the RNNs).
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; the registry has: {', '.join(MODELS)}")
+        raise ValueError(f"unknown model {name!r}; the registry has: {', '.join(MODELS)} (chapter 11's students "
+                         "are registered by importing smoothdistill_lib.students)")
     n_classes = _check_n_classes(n_classes)
     unknown = sorted(set(options) - set(MODELS[name].options))
     if unknown:

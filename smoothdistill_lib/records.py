@@ -17,10 +17,12 @@ records together as :class:`Records`; :func:`records_summary` describes them in 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from smoothdistill_lib import compute, metrics, provenance
 from smoothdistill_lib.config import MODES, results_dir
 from smoothdistill_lib.experiment import RunSpec
+from smoothdistill_lib.fileio import canonical_json
 from smoothdistill_lib.methods import paper_order
 
 SCHEMA = 1
@@ -42,6 +46,100 @@ STALE_TEMP_SECONDS = 3600  # leftover temp files older than this are removed
 #: one row of the frame = one run x split x who x task; these identify the run's grid cell
 RUN_COLUMNS = ["run_id", "experiment", "mode", "dataset", "protocol", "model", "method", "lam",
                "train_ratio", "seed", "fold"]
+
+
+# ----------------------------------------------------------------------------- a record's body
+def record_body(spec: RunSpec, prep, fit_idx, val_idx, result, meter, *, started: str, finished: str,
+                group: list[str] | None = None) -> dict:
+    """The body of ``spec``'s record (all but ``schema``, ``run_id``, ``spec``, which the runner adds):
+    config, data, best epochs, evaluation, history, compute and provenance of one finished
+    ``engine.FitResult`` on the prepared data ``prep``, timed by the ``compute.CostMeter`` ``meter``.
+
+    The one place a record is assembled, for a run trained alone (``runner.run_one``) and for each
+    run of a group trained together (``stack.run_group``, ``group`` = the group's run ids): the
+    meter then saw the whole group, so its time is shared out and its peak memory is the group's;
+    a replica-stacked result (``result.stack_info``) adds ``provenance["stack"]``."""
+    w, split = prep.windows, prep.split
+    names = (list(w.activity_names), list(w.placement_names))
+    data = {"n_windows": len(w), "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(split.test),
+            "activity_names": names[0], "placement_names": names[1], "options": prep.options,
+            "leakage": prep.leakage, "notes": list(split.notes)}
+    prov = provenance.provenance(mode=spec.mode, data={"dataset": spec.dataset, "protocol": spec.protocol,
+                                                       "n_windows": len(w)}, device=result.device)
+    prov.update({"started": started, "finished": finished})
+    cost = run_compute(spec, result, meter, tuple(len(n) for n in names), tuple(w.X.shape[1:]))
+    if group is not None:
+        k = len(group)
+        cost["fit_seconds"] = {**cost["fit_seconds"], "value": cost["fit_seconds"]["value"] / k,
+                               "how": f"{cost['fit_seconds']['how']}; a group of {k} runs trained together: "
+                                      f"its time / {k}"}
+        cost["peak_memory"] = {**cost["peak_memory"],
+                               "how": cost["peak_memory"]["how"] + f"; the whole group of {k} runs"}
+        info = getattr(result, "stack_info", None)
+        if info is not None:
+            r = info["replicas"]
+            prov["stack"] = {**info, "group": list(group)}
+            cost["train_seconds"] = {**cost["train_seconds"], "how": cost["train_seconds"]["how"]
+                                     + f"; stacked with {r} replicas: the stack's time / {r}"}
+    return {
+        "config": result.config.to_dict(),
+        "data": data,
+        "best_epoch": result.best_epoch,
+        "best_epochs": result.best_epochs,
+        "evaluation": evaluate(result.predictions, names),
+        "history": result.history.to_dict(orient="records"),
+        "compute": cost,
+        "provenance": prov,
+    }
+
+
+def run_compute(spec: RunSpec, result, meter, n_classes: tuple[int, int], input_shape: tuple) -> dict:
+    """Table 7 figures of one run, each ``{"value", "unit", "how"}`` (see :mod:`compute`)."""
+    static = _method_cost(spec.method, spec.model, n_classes, input_shape,
+                          canonical_json(spec.train.get("model_options") or {}))
+    measured = meter.records()
+    out = {k: static[k] for k in ("params", "size_mb", "flops", "train_params", "train_flops")}
+    out["train_seconds"] = {"value": result.train_seconds, "unit": "s", "how": (
+        "engine.fit training time: every epoch's steps and student validation, device-synchronised "
+        f"(teacher diagnostics and final predictions excluded); {result.device}")}
+    out["fit_seconds"] = measured["seconds"]
+    out["peak_memory"] = measured["peak_memory"]
+    # Energy of the training time (comparable across methods: the teacher diagnostics of
+    # smooth_distill are not part of its cost); an NVML measurement, when there is one, covers the
+    # whole fit and is kept beside it.
+    name = provenance.device_description(result.device)
+    out["energy"] = compute.energy_estimate(result.train_seconds, device_name=name)
+    if measured["energy"].get("estimate") is False:
+        out["energy_measured_fit"] = measured["energy"]
+    out["models_trained"] = static["models_trained"]
+    out["models_at_inference"] = static["models_at_inference"]
+    out["stage_seconds"] = dict(result.stage_seconds)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _method_cost(method: str, model: str, n_classes: tuple, input_shape: tuple, options_json: str) -> dict:
+    opts = {"window_length": input_shape[-1], **json.loads(options_json)}
+    return compute.method_cost(method, model, n_classes, input_shape=input_shape, **opts)
+
+
+def evaluate(predictions: Mapping, class_names: tuple[list[str], list[str]]) -> list[dict]:
+    """The record's ``evaluation``: one entry per (split, who, task) of an engine ``predictions``
+    dict, with the scalar metrics (percent), the per-class table (Table 6) and the confusion matrix."""
+    out = []
+    for (split_name, who), pred in sorted(predictions.items()):
+        for task in (1, 2):
+            y_true, y_pred = pred.get(f"y{task}_true"), pred.get(f"y{task}_pred")
+            if y_true is None or y_pred is None:
+                continue
+            names = class_names[task - 1]
+            m = metrics.classification_metrics(y_true, y_pred, n_classes=len(names))
+            confusion = m.pop("confusion")
+            per_class = metrics.per_class_from_confusion(confusion, names)
+            out.append({"split": split_name, "who": who, "task": task, "metrics": m,
+                        "per_class": per_class.reset_index().to_dict(orient="records"),
+                        "confusion": confusion})
+    return out
 
 
 # ----------------------------------------------------------------------------- one record

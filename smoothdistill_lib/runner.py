@@ -20,25 +20,30 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from smoothdistill_lib import compute, engine, metrics, provenance
-from smoothdistill_lib.config import get_mode, results_dir
+from smoothdistill_lib import compute, engine, provenance, shards
+from smoothdistill_lib import stack as stacking
+from smoothdistill_lib.config import results_dir
 from smoothdistill_lib.errors import DirtyCheckout, EnvironmentMismatch, ExperimentLocked
-from smoothdistill_lib.experiment import Experiment, RunSpec, as_experiment, expand, resolve_mode
-from smoothdistill_lib.fileio import LockHeld, atomic_write_json, canonical_json, file_lock, jsonable
-from smoothdistill_lib.pipeline import prepare
-from smoothdistill_lib.records import SCHEMA, free_name, scan_records, validate_record
-from smoothdistill_lib.splits import subsample_ratio
+from smoothdistill_lib.experiment import (
+    Experiment,
+    RunSpec,
+    as_experiment,
+    expand,
+    prepare_for,
+    resolve_mode,
+    run_inputs,
+)
+from smoothdistill_lib.fileio import LockHeld, atomic_write_json, file_lock, jsonable
+from smoothdistill_lib.records import SCHEMA, evaluate, free_name, record_body, scan_records, validate_record
 
 
 @dataclass
@@ -72,12 +77,13 @@ RunFn = Callable[[RunSpec, "str | None"], dict]
 
 
 @contextlib.contextmanager
-def experiment_lock(folder: Path, name: str):
-    """Hold an exclusive lock on ``folder/.lock`` while a grid runs, so two ``run`` commands on one
-    experiment cannot train the same run twice (:func:`fileio.file_lock`: released by the kernel
-    when the process ends, even by SIGKILL). Held: :class:`errors.ExperimentLocked`."""
+def experiment_lock(folder: Path, name: str, lock: str = ".lock"):
+    """Hold an exclusive lock on ``folder/<lock>`` while a grid runs, so two ``run`` commands on one
+    experiment (or one shard of it: :func:`shards.lock_name`) cannot train the same run twice
+    (:func:`fileio.file_lock`: released by the kernel when the process ends, even by SIGKILL).
+    Held: :class:`errors.ExperimentLocked`."""
     try:
-        with file_lock(Path(folder) / ".lock", wait=False):
+        with file_lock(Path(folder) / lock, wait=False):
             yield
     except LockHeld as e:
         raise ExperimentLocked(f"experiment {name}: another `run` holds {e.path} ({e.holder}); wait for it to "
@@ -87,7 +93,8 @@ def experiment_lock(folder: Path, name: str):
 def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
                    progress: bool = True, mode: str | None = None, require_clean: bool = False,
-                   methods: list[str] | None = None) -> RunSummary:
+                   methods: list[str] | None = None, stack: bool | None = None,
+                   shard: str | tuple[int, int] | None = None) -> RunSummary:
     """Run the pending runs of ``experiment`` (an :class:`Experiment` or a config path).
 
     ``results_root`` defaults to :func:`config.results_dir`; records go to
@@ -98,12 +105,17 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     checkout changes while it runs. ``require_clean`` refuses to start when tracked files differ
     from that commit (records made so name code that no commit holds; otherwise a warning).
     ``methods`` runs only the pending runs of these methods now (a long grid in stages: the rest
-    stays pending, never stale). Refusals raise :class:`errors.UserError` subclasses.
+    stays pending, never stale). ``stack``: train compatible runs as replica-stacked models
+    (:mod:`stack`; None = on for CUDA). ``shard`` ``"K/N"``: only this shard's runs (:mod:`shards`).
+    Refusals raise :class:`errors.UserError` subclasses.
     """
     experiment = as_experiment(experiment)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     specs = expand(experiment, mode)
+    # the whole grid, so that other shards' records are never taken for stale ones
+    grid = {s.run_id: s for s in specs}
+    specs = shards.select(specs, shard)
     ms = resolve_mode(experiment, mode)
     if methods is not None:
         unknown = [m for m in methods if m not in experiment.methods]
@@ -113,9 +125,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     folder = Path(results_root or results_dir()) / experiment.name
     runs_dir = folder / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    with experiment_lock(folder, experiment.name):
+    with experiment_lock(folder, experiment.name, shards.lock_name(shard)):
         scan = scan_records(runs_dir)
-        grid = {s.run_id: s for s in specs}
         summary = RunSummary(experiment.name, ms.name, folder, len(specs), 0,
                              corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt])
         for run_id, rec in scan.valid.items():
@@ -157,11 +168,12 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
             print(f"warning: {why}; they are marked dirty", file=sys.stderr)
         grid_prov = {"experiment": experiment.name, "commit": commit, "dirty": dirty, "runs_in_grid": len(specs),
                      "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
-        with tqdm(todo, desc=f"{experiment.name} [{ms.name}]", unit="run", disable=not progress or not todo) as bar:
-            for spec in bar:
+        with tqdm(total=len(todo), desc=f"{experiment.name} [{ms.name}]", unit="run",
+                  disable=not progress or not todo) as bar:
+            for spec, body in _bodies(todo, device, run_fn, stack, progress):
                 bar.set_postfix_str(spec.label)
-                body = dict(run(spec, device))
+                bar.update(1)
+                body = dict(body)
                 body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
                 record = jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
                 validate_record(record, source=f"run {spec.label}")
@@ -170,111 +182,40 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
         return summary
 
 
+def _bodies(todo: list[RunSpec], device, run_fn: RunFn | None, stack: bool | None, progress: bool):
+    """``(spec, record body)`` of each run of ``todo``: replica-stacked groups when stacking is on
+    (:mod:`stack`; default on for CUDA only), else one run at a time with ``run_fn`` (default
+    :func:`run_one`)."""
+    run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
+    if run_fn is None and stacking.enabled(stack, device):
+        yield from stacking.run_specs(todo, device, progress=progress, run_alone=run)
+        return
+    for spec in todo:
+        yield spec, run(spec, device)
+
+
 def cli_run(args) -> int:
     """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N] [--methods A,B]
-    [--require-clean]``."""
+    [--require-clean] [--stack/--no-stack] [--shard K/N]``."""
     methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
     summary = run_experiment(args.config, device=args.device, limit=args.limit, mode=args.mode,
-                             require_clean=getattr(args, "require_clean", False), methods=methods)
+                             require_clean=getattr(args, "require_clean", False), methods=methods,
+                             stack=getattr(args, "stack", None), shard=getattr(args, "shard", None))
     print("\n".join(summary.lines()))
     return 0
 
 
 # ----------------------------------------------------------------------------- one run
-@functools.lru_cache(maxsize=8)  # (dataset, protocol, layout) cells of a grid: a few MB each
-def _prepare_cached(dataset: str, protocol: str, mode: str, split_seed: int, layout: str,
-                    data_options_json: str):
-    return prepare(dataset, protocol=protocol, mode=mode, seed=split_seed, layout=layout,
-                   **json.loads(data_options_json))
-
-
-def prepare_for(spec: RunSpec):
-    """``pipeline.prepare`` for ``spec``, cached within the process (same data, layout and mode)."""
-    return _prepare_cached(spec.dataset, spec.protocol, spec.mode, spec.split_seed, spec.layout,
-                           canonical_json(spec.data_options))
-
-
 def run_one(spec: RunSpec, device: str | None = None, progress: bool = True) -> dict:
-    """Prepare the data, train with ``engine.fit``, evaluate; return the record body (JSON-able)."""
+    """Prepare the data, train with ``engine.fit``, evaluate; return the record body (JSON-able,
+    :func:`records.record_body`)."""
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if spec.mode_sizes != get_mode(spec.mode).to_dict():
-        raise ValueError(f"run {spec.label}: the sizes of mode {spec.mode!r} changed since the grid was expanded")
     prep = prepare_for(spec)
-    w, split = prep.windows, prep.split
-    if spec.fold >= len(split.folds):
-        raise ValueError(f"run {spec.label}: fold {spec.fold} requested but the {spec.protocol} split of "
-                         f"{spec.dataset} has {len(split.folds)} folds ({'; '.join(split.notes)})")
-    fit_idx, val_idx = (np.asarray(i) for i in split.folds[spec.fold])
-    if spec.train_ratio is not None:
-        by = "subject" if spec.protocol == "subject" else "window"
-        fit_idx = np.asarray(subsample_ratio(fit_idx, w, spec.train_ratio, seed=spec.seed, by=by))
-    config = engine.TrainConfig(**spec.train, device=device)
+    fit_idx, val_idx, test_idx, config = run_inputs(spec, prep, device)
     with compute.CostMeter(engine.resolve_device(device)) as meter:
-        result = engine.fit(w, fit_idx, val_idx, np.asarray(split.test), config, progress=progress)
-    names = (list(w.activity_names), list(w.placement_names))
+        result = engine.fit(prep.windows, fit_idx, val_idx, test_idx, config, progress=progress)
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    data = {"n_windows": len(w), "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(split.test),
-            "activity_names": names[0], "placement_names": names[1], "options": prep.options,
-            "leakage": prep.leakage, "notes": list(split.notes)}
-    prov = provenance.provenance(mode=spec.mode, data={"dataset": spec.dataset, "protocol": spec.protocol,
-                                                       "n_windows": len(w)}, device=result.device)
-    prov.update({"started": started, "finished": finished})
-    return {
-        "config": result.config.to_dict(),
-        "data": data,
-        "best_epoch": result.best_epoch,
-        "best_epochs": result.best_epochs,
-        "evaluation": evaluate(result.predictions, names),
-        "history": result.history.to_dict(orient="records"),
-        "compute": _run_compute(spec, result, meter, tuple(len(n) for n in names), tuple(w.X.shape[1:])),
-        "provenance": prov,
-    }
+    return record_body(spec, prep, fit_idx, val_idx, result, meter, started=started, finished=finished)
 
 
-def _run_compute(spec: RunSpec, result, meter, n_classes: tuple[int, int], input_shape: tuple) -> dict:
-    """Table 7 figures of one run, each ``{"value", "unit", "how"}`` (see :mod:`compute`)."""
-    static = _method_cost(spec.method, spec.model, n_classes, input_shape,
-                          canonical_json(spec.train.get("model_options") or {}))
-    measured = meter.records()
-    out = {k: static[k] for k in ("params", "size_mb", "flops", "train_params", "train_flops")}
-    out["train_seconds"] = {"value": result.train_seconds, "unit": "s", "how": (
-        "engine.fit training time: every epoch's steps and student validation, device-synchronised "
-        f"(teacher diagnostics and final predictions excluded); {result.device}")}
-    out["fit_seconds"] = measured["seconds"]
-    out["peak_memory"] = measured["peak_memory"]
-    # Energy of the training time (comparable across methods: the teacher diagnostics of
-    # smooth_distill are not part of its cost); an NVML measurement, when there is one, covers the
-    # whole fit and is kept beside it.
-    name = provenance.device_description(result.device)
-    out["energy"] = compute.energy_estimate(result.train_seconds, device_name=name)
-    if measured["energy"].get("estimate") is False:
-        out["energy_measured_fit"] = measured["energy"]
-    out["models_trained"] = static["models_trained"]
-    out["models_at_inference"] = static["models_at_inference"]
-    out["stage_seconds"] = dict(result.stage_seconds)
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _method_cost(method: str, model: str, n_classes: tuple, input_shape: tuple, options_json: str) -> dict:
-    opts = {"window_length": input_shape[-1], **json.loads(options_json)}
-    return compute.method_cost(method, model, n_classes, input_shape=input_shape, **opts)
-
-
-def evaluate(predictions: Mapping, class_names: tuple[list[str], list[str]]) -> list[dict]:
-    """The record's ``evaluation``: one entry per (split, who, task) of an engine ``predictions``
-    dict, with the scalar metrics (percent), the per-class table (Table 6) and the confusion matrix."""
-    out = []
-    for (split_name, who), pred in sorted(predictions.items()):
-        for task in (1, 2):
-            y_true, y_pred = pred.get(f"y{task}_true"), pred.get(f"y{task}_pred")
-            if y_true is None or y_pred is None:
-                continue
-            names = class_names[task - 1]
-            m = metrics.classification_metrics(y_true, y_pred, n_classes=len(names))
-            confusion = m.pop("confusion")
-            per_class = metrics.per_class_from_confusion(confusion, names)
-            out.append({"split": split_name, "who": who, "task": task, "metrics": m,
-                        "per_class": per_class.reset_index().to_dict(orient="records"),
-                        "confusion": confusion})
-    return out
+__all__ = ["RunSummary", "cli_run", "evaluate", "experiment_lock", "prepare_for", "run_experiment", "run_one"]

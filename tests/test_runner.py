@@ -409,13 +409,13 @@ def e2e_run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the same as the CLI subprocesses below (OMP_NUM_THREADS=1)
     root = tmp_path_factory.mktemp("e2e")
-    runner._prepare_cached.cache_clear()
+    experiment._prepare_cached.cache_clear()
     try:
         summary = runner.run_experiment(experiment.Experiment.from_dict(E2E), results_root=root, mode="quick",
                                         progress=False)
     finally:
         torch.set_num_threads(threads)
-    return root, summary, runner._prepare_cached.cache_info()
+    return root, summary, experiment._prepare_cached.cache_info()
 
 
 def test_end_to_end_quick_grid_on_sleepsim(e2e_run):

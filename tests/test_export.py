@@ -1,0 +1,95 @@
+"""Export for devices: ONNX round trip against torch, int8 QDQ quantisation, measurements, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from smoothdistill_lib import export
+from smoothdistill_lib.compute import count_flops
+from smoothdistill_lib.models import build_model
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """A MobileNetV3 student whose BatchNorm statistics are not the defaults (one pass in train mode),
+    so folding BN into the convolutions is exercised, and windows to calibrate and test on."""
+    torch.manual_seed(0)
+    net = build_model("mobilenet_v3s", (6, 2), width=1.0)
+    X = np.random.default_rng(0).standard_normal((160, 1, 3, 100)).astype(np.float32)
+    net.train()
+    with torch.no_grad():
+        net(torch.as_tensor(X))
+    return net.eval(), X
+
+
+def test_onnx_round_trip_matches_torch(tmp_path, trained_like):
+    net, X = trained_like
+    path = export.export_onnx(net, tmp_path / "s.onnx")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["task1", "task2"]
+    assert model.opset_import[0].version == export.DEFAULT_OPSET
+    assert not any(n.op_type == "Identity" for n in model.graph.node)
+    assert export.check_onnx(net, path, X) <= 1e-4  # fp32: same logits as torch
+    z = export.onnx_logits(path, X[:7])  # dynamic batch
+    assert [a.shape for a in z] == [(7, 6), (7, 2)]
+    assert net.training is False
+
+
+def test_int8_is_at_least_three_times_smaller_and_close(tmp_path, trained_like):
+    net, X = trained_like
+    fp32 = export.export_onnx(net, tmp_path / "s.onnx")
+    int8 = export.quantize_int8(fp32, tmp_path / "s.int8.onnx", X[:96])
+    assert fp32.stat().st_size >= 3 * int8.stat().st_size
+    q = onnx.load(str(int8))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    assert not (tmp_path / "s.int8.pre.onnx").exists()  # the intermediate file is removed
+    ref, got = export.onnx_logits(fp32, X[96:]), export.onnx_logits(int8, X[96:])
+    diff = max(np.abs(a - b).max() for a, b in zip(ref, got))
+    assert 0 < diff < 0.5  # quantised: not identical, but close
+    # compact names change nothing numerically: the same file re-compacted gives the same logits
+    before = export.onnx_logits(int8, X[:8])
+    export.compact_names(int8)
+    for a, b in zip(before, export.onnx_logits(int8, X[:8])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_deployment_report_rows(tmp_path, trained_like):
+    net, X = trained_like
+    y = (np.arange(64) % 6, np.arange(64) % 2)
+    rows = export.deployment_report(net, "mnv3", tmp_path, X[:64], X[64:128], y, repeats=20)
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    fp32, int8 = rows
+    assert fp32["params"] == 63488 and fp32["flops"] == count_flops(net)["value"]
+    assert fp32["file_bytes"] == (tmp_path / "mnv3.onnx").stat().st_size
+    assert fp32["max_abs_diff"] <= 1e-4 and int8["max_abs_diff"] > 0
+    assert fp32["latency_ms"] > 0 and int8["latency_ms"] > 0
+    for r in rows:
+        assert 0 <= r["acc_task1"] <= 100 and 0 <= r["f1_task2"] <= 100
+    # the accuracy is onnxruntime's own: recompute it from its logits
+    z1 = export.onnx_logits(tmp_path / "mnv3.onnx", X[64:128])[0]
+    assert fp32["acc_task1"] == pytest.approx(100 * np.mean(z1.argmax(1) == y[0]))
+
+
+def test_unsupported_model_or_opset_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"opset 9 is not supported for SmallCNN"):
+        export.export_onnx(build_model("small_cnn", (4, 2)), tmp_path / "a.onnx", opset=9)
+    with pytest.raises(ValueError, match=r"model RecurrentNet is not supported: it holds LSTM"):
+        export.export_onnx(build_model("lstm", (4, 2)), tmp_path / "b.onnx")
+    with pytest.raises(ValueError, match="models contract"):
+        export.export_onnx(torch.nn.Linear(3, 2), tmp_path / "c.onnx")
+    with pytest.raises(ValueError, match="calibration"):
+        export.quantize_int8(tmp_path / "a.onnx", tmp_path / "a8.onnx", np.zeros((0, 1, 3, 100)))
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def test_mtlnet_teacher_exports_too(tmp_path):
+    torch.manual_seed(0)
+    net = build_model("mtlnet_corrected", (6, 2)).eval()
+    X = np.random.default_rng(1).standard_normal((8, 1, 3, 100)).astype(np.float32)
+    path = export.export_onnx(net, tmp_path / "t.onnx", opset=13)
+    assert export.check_onnx(net, path, X) <= 1e-4
