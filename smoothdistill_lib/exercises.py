@@ -22,8 +22,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ExerciseError", "NotAnswered", "WrongAnswer", "answered", "call", "check", "check_close",
-           "check_equal", "passed"]
+__all__ = ["ExerciseError", "NotAnswered", "WrongAnswer", "MissingInput", "answered", "call", "check",
+           "check_close", "check_equal", "needs", "passed"]
 
 
 class ExerciseError(AssertionError):
@@ -36,6 +36,22 @@ class NotAnswered(ExerciseError):
 
 class WrongAnswer(ExerciseError):
     """The answer is there but not right; the message carries a hint."""
+
+
+class MissingInput(RuntimeError):
+    """What a check reads (run records, a dataset) is not on this machine: not the student's fault, so not
+    an :class:`ExerciseError`; the message says how to get it."""
+
+
+def needs(value: Any, what: str, how: str) -> Any:
+    """Return ``value`` (e.g. a chapter's records), or raise :class:`MissingInput` when it is ``None``.
+
+    ``what`` names the input (``"the lambda records (results/lambda)"``), ``how`` says how to make it.
+    Checks call it first, so a student without the records learns that before anything else.
+    """
+    if value is None:
+        raise MissingInput(f"This exercise reads {what}, which are not on this machine: {how}")
+    return value
 
 
 def _is_stub(value: Any) -> bool:

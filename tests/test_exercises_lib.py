@@ -46,3 +46,12 @@ def test_equal_and_check():
 def test_passed_prints_one_line(capsys):
     ex.passed("01.1")
     assert capsys.readouterr().out == "Exercise 01.1: correct.\n"
+
+
+def test_a_missing_input_says_what_and_how_and_is_not_a_wrong_answer():
+    with pytest.raises(ex.MissingInput, match=r"reads the lambda records \(results/lambda\), which are not on this "
+                                              r"machine: run configs/lambda.yaml") as info:
+        ex.needs(None, "the lambda records (results/lambda)", "run configs/lambda.yaml")
+    assert not isinstance(info.value, ex.ExerciseError)
+    records = {"run": 1}
+    assert ex.needs(records, "records", "run") is records
