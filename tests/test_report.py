@@ -403,3 +403,33 @@ def test_a_record_without_metrics_is_skipped_with_its_reason(main_root, tmp_path
         df = records.load_records(folder)
     assert df["run_id"].nunique() == 2 * 5 * len(SEEDS) - 1 and victim.stem not in set(df["run_id"])
     assert victim.exists()  # reading never moves a file: only `run` moves records aside
+
+
+# ---- the book's one table format ----------------------------------------------------------------
+
+def test_display_frame_integers_separators_no_truncation_no_index_row():
+    long_text = "two independent single-head nets, plain CE each, one per task " * 2
+    t = pd.DataFrame({"windows": [305.0, 3587343.0], "ratio": [1.2345678, np.nan], "note": [long_text, "x"],
+                      "ok": [True, False]},
+                     index=pd.Index(["singletask", "multitask"], name="method"))
+    f = report.display_frame(t)
+    assert list(f.columns) == ["method", "windows", "ratio", "note", "ok"]  # the index is a column
+    assert list(f["windows"]) == ["305", "3,587,343"]
+    assert list(f["ratio"]) == ["1.2346", "–"] and list(f["ok"]) == ["yes", "no"]
+    html = report.to_html(t)
+    assert long_text.strip() in html and "..." not in html
+    assert html.count("<tr") == 3 and "<th>method</th>" in html  # one header row, no index-name row
+    assert "305.0" not in html and "nan" not in html.lower()
+    rounded = report.display_frame(pd.DataFrame({"acc": [61.25, 60.5]}).round(1))
+    assert list(rounded["acc"]) == ["61.2", "60.5"]  # the decimals the column was rounded to
+    tiny = report.display_frame(pd.DataFrame({"p": [0.249, 0.00012]}))
+    assert list(tiny["p"]) == ["0.2490", "0.00012"]
+
+
+def test_to_html_multiindex_columns_have_no_level_name_column():
+    cols = pd.MultiIndex.from_tuples([(1, "accuracy"), (2, "accuracy")], names=["task", "metric"])
+    idx = pd.MultiIndex.from_tuples([("wisdm", "multitask"), ("wisdm", "smooth_distill")], names=["dataset", "method"])
+    t = pd.DataFrame([[60.0, 90.5], [61.5, 91.0]], index=idx, columns=cols)
+    html = report.to_html(t)
+    assert "<th>task 1</th>" in html and "metric" not in html and "<th></th>\n      <td>" not in html
+    assert html.count("<tr") == 4  # two header rows (task, metric), two body rows
