@@ -187,3 +187,38 @@ def teacher_lag(records: Records | dict[str, dict], method: str = "smooth_distil
                      ("dataset", "epoch", "run_id")]].mean()], axis=1)
 
 
+
+
+def ema_vs_distillation(df: pd.DataFrame, lam: float = 0.5, task: int = 1, metric: str = "accuracy",
+                        split: str = "test") -> pd.DataFrame:
+    """What Smooth-Distill's two ingredients add, per dataset, from a lambda sweep's records.
+
+    Three networks of the same seeds: the student at lambda = 0 (plain multitask training), its EMA
+    teacher at lambda = 0 (weight averaging only) and the student at ``lam`` (averaging and
+    distillation). Rows: dataset x ``step`` in ``"weight averaging"`` (teacher at 0 - student at 0)
+    and ``"distillation"`` (student at ``lam`` - teacher at 0). Columns: ``n`` (seeds paired),
+    ``gain`` (mean difference, points), ``ci_low``/``ci_high`` (t-based 95 % interval of the
+    paired difference) and ``p`` (two-sided paired t-test; one fold, so no Nadeau-Bengio correction).
+    """
+    rows = []
+    d = rows_where(df, task=task, split=split)
+    for ds in sorted(d["dataset"].unique()):
+        g = d[d["dataset"] == ds]
+        if not {0.0, lam} <= set(g["lam"]):
+            continue
+        nets = pd.concat({"plain": _runs(g, "student", 0.0, metric), "ema": _runs(g, "teacher", 0.0, metric),
+                          "ema_kd": _runs(g, "student", lam, metric)}, axis=1).dropna()
+        for step, a, b in (("weight averaging", "ema", "plain"), ("distillation", "ema_kd", "ema")):
+            if len(nets) < 2:
+                continue
+            s = stats.summary(nets[a] - nets[b])
+            t = stats.paired_test(nets[a], nets[b], "ttest")
+            rows.append({"dataset": ds, "step": step, "n": t["n"], "gain": t["mean_diff"],
+                         "ci_low": s["ci_low"], "ci_high": s["ci_high"], "p": t["pvalue"]})
+    cols = ["dataset", "step", "n", "gain", "ci_low", "ci_high", "p"]
+    return pd.DataFrame(rows, columns=cols).set_index(["dataset", "step"])
+
+
+def _runs(g: pd.DataFrame, who: str, lam: float, metric: str) -> pd.Series:
+    """``metric`` of ``who`` at ``lam``, one value per (seed, fold)."""
+    return g[(g["who"] == who) & (g["lam"] == lam)].set_index(["seed", "fold"])[metric]

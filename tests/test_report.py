@@ -433,3 +433,19 @@ def test_to_html_multiindex_columns_have_no_level_name_column():
     html = report.to_html(t)
     assert "<th>task 1</th>" in html and "metric" not in html and "<th></th>\n      <td>" not in html
     assert html.count("<tr") == 4  # two header rows (task, metric), two body rows
+
+
+def test_ema_vs_distillation_separates_averaging_from_distilling():
+    rows = []
+    for seed, (plain, ema, kd) in enumerate([(60, 63, 63.5), (61, 62, 62.0), (59, 63, 62.5)]):
+        for who, lam, acc in (("student", 0.0, plain), ("teacher", 0.0, ema), ("student", 0.5, kd),
+                              ("teacher", 0.5, 99.0)):
+            rows.append({"dataset": "wisdm", "task": 1, "split": "test", "who": who, "lam": lam,
+                         "seed": seed, "fold": 0, "accuracy": acc})
+    t = analyses.ema_vs_distillation(pd.DataFrame(rows))
+    avg, kd = t.loc[("wisdm", "weight averaging")], t.loc[("wisdm", "distillation")]
+    assert avg["n"] == 3 and avg["gain"] == pytest.approx(8 / 3) and kd["gain"] == pytest.approx(0.0)
+    diffs = [3, 1, 4]
+    half = st.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert (avg["ci_low"], avg["ci_high"]) == pytest.approx((8 / 3 - half, 8 / 3 + half))
+    assert avg["p"] == pytest.approx(st.ttest_rel([63, 62, 63], [60, 61, 59]).pvalue)
