@@ -135,7 +135,7 @@ def banner_markdown(table: pd.DataFrame) -> str:
     commit = str(f.get("library", "")).split("commit ")[-1]
     summary = f"Provenance of the outputs: {f.get('mode')} mode · {f.get('device')} · commit {commit} · {date}"
     inner = "\n".join(f"- {esc(k)}: {esc(v)}" for k, v in f.items() if k not in ("mode", "device"))
-    return f"<details><summary>{html.escape(summary)}</summary>\n\n{inner}\n\n</details>"
+    return f"<details>\n<summary>{html.escape(summary)}</summary>\n\n{inner}\n\n</details>"
 
 
 def setup(mode: str | None = None) -> ModeSettings:
