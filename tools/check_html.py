@@ -9,7 +9,7 @@ parse; the chapters are written in portable markdown (tests/test_portable.py).
 
 It also checks what a reader sees in tables and figures:
 
-- no table cell reads ``nan``, ``NaN``, ``n/a`` or ``None`` (a missing number shows as ``–``);
+- no table cell reads ``nan``, ``NaN``, ``n/a``, ``None`` or ``<NA>`` (a missing number shows as ``–``);
 - no table cell ends in ``...`` (pandas' truncation);
 - every ``<img>`` has alt text that describes it: not empty, not a file name or hash.
 """
@@ -26,7 +26,8 @@ RAW = ("{glue", "{cite", "{ref}", "{numref}", "{doc}", ":::", "```{", "{download
 CELL = re.compile(r"<t[dh]\b[^>]*>(.*?)</t[dh]>", re.S | re.I)
 IMG = re.compile(r"<img\b[^>]*>", re.I)
 ALT = re.compile(r"""\balt\s*=\s*("([^"]*)"|'([^']*)')""", re.I)
-NOT_A_NUMBER = {"nan", "n/a", "none", "null"}
+# what pandas and Python print for a missing value (case matters: "none" is a word, e.g. normalisation: none)
+NOT_A_NUMBER = {"nan", "NaN", "n/a", "N/A", "None", "<NA>", "NaT", "null"}
 # a file name or a bare hash: 'a1b2c3d4e5f6...png', '_images/abc.svg', '5f2b9c0d8e'
 FILE_LIKE = re.compile(r"^\S*\.(png|jpe?g|svg|gif|webp)$|^[0-9a-f]{8,}$|^\S*/\S*$", re.I)
 HIDDEN = re.compile(r"<(script|style)\b.*?</\1>", re.S | re.I)
@@ -53,7 +54,7 @@ def table_problems(page: Path) -> list[str]:
     found = []
     for m in CELL.finditer(HIDDEN.sub(" ", page.read_text(errors="replace"))):
         cell = " ".join(visible_text(m.group(1)).split())
-        if cell.lower() in NOT_A_NUMBER:
+        if cell in NOT_A_NUMBER:
             found.append(f"table cell reads {cell!r} where a number belongs (show a missing value as '–')")
         elif cell.endswith(("...", "…")) and len(cell) > 3:
             found.append(f"table cell is cut: {cell[-60:]!r}")
