@@ -330,6 +330,8 @@ def display_frame(t: pd.DataFrame) -> pd.DataFrame:
             out = out.reset_index(col_level=0)
         else:
             out = out.reset_index()
+    if not isinstance(out.columns, pd.MultiIndex):
+        out.columns.name = None  # a named column index would make a header cell of its own
     if isinstance(out.columns, pd.MultiIndex):  # level names would make a header column of their own
         names = list(out.columns.names)
         out.columns = pd.MultiIndex.from_tuples(

@@ -424,6 +424,10 @@ def test_display_frame_integers_separators_no_truncation_no_index_row():
     assert list(rounded["acc"]) == ["61.2", "60.5"]  # the decimals the column was rounded to
     tiny = report.display_frame(pd.DataFrame({"p": [0.249, 0.00012]}))
     assert list(tiny["p"]) == ["0.2490", "0.00012"]
+    named_columns = pd.DataFrame([[98.5, 98.1]], index=pd.Index(["accuracy"], name="metric"),
+                                 columns=pd.Index(["up", "up_right"], name="class"))
+    html_named = report.to_html(named_columns)
+    assert "<th>class</th>" not in html_named and html_named.count("<th>") == 3  # metric, up, up_right
 
 
 def test_to_html_multiindex_columns_have_no_level_name_column():
