@@ -220,28 +220,31 @@ COMPARISONS = (
 )
 
 
-def as_roles(df: pd.DataFrame) -> pd.DataFrame:
+def as_roles(df: pd.DataFrame, lam: float = 0.5) -> pd.DataFrame:
     """The student rows of ``df`` with Smooth-Distill runs renamed by :data:`ROLES` (student and
-    teacher rows of each lambda become four "methods"); other methods' students are kept as they are.
-    Smooth-Distill rows with a lambda outside :data:`ROLES` are left out."""
+    teacher rows of lambda 0 and of ``lam`` become four "methods"); other methods' students are kept
+    as they are. Smooth-Distill rows of any other lambda are left out."""
+    roles = {(0.0, w): r for (x, w), r in ROLES.items() if x == 0.0}
+    roles |= {(float(lam), w): r for (x, w), r in ROLES.items() if x != 0.0}
     sd = df["method"].astype(str) == "smooth_distill"
     other = df[~sd & (df["who"] == "student")]
     d = df[sd].copy()
-    role = [ROLES.get((float(lam), who)) for lam, who in zip(d["lam"], d["who"])]
+    role = [roles.get((float(x), who)) for x, who in zip(d["lam"], d["who"])]
     d = d.assign(method=role, who="student")[[r is not None for r in role]]
     return pd.concat([other.assign(method=other["method"].astype(str)), d], ignore_index=True)
 
 
 def convergence_effects(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",
-                        comparisons=COMPARISONS, confidence: float = 0.95) -> pd.DataFrame:
+                        comparisons=COMPARISONS, confidence: float = 0.95, lam: float = 0.5) -> pd.DataFrame:
     """Paired effects (points of ``metric``) for each dataset x protocol x comparison of
     :data:`COMPARISONS` whose two roles (:func:`as_roles`) share at least two (seed, fold) cells.
 
     Columns: ``n`` (pairs), ``a`` and ``b`` (means), ``effect`` (mean of a - b), ``ci`` (t interval),
-    ``nb_ci`` (Nadeau-Bengio corrected interval), ``p (Nadeau-Bengio)`` and ``p (NB, Holm)``: Holm
-    over every row of the table (one family: all questions asked of the grid at once).
+    ``nb_ci`` (Nadeau-Bengio corrected interval), ``p (paired t-test)``, ``p (Nadeau-Bengio)`` and
+    ``p (NB, Holm)``: Holm over every row of the table (one family: all questions asked at once).
+    ``lam``: the Smooth-Distill lambda compared with lambda = 0 (:func:`as_roles`).
     """
-    d = rows_where(as_roles(df), task=task, split=split, who="student")
+    d = rows_where(as_roles(df, lam), task=task, split=split, who="student")
     rows = []
     for (ds, protocol), g in d.groupby(["dataset", "protocol"], sort=True):
         wide = g.pivot_table(index=["seed", "fold"], columns="method", values=metric, aggfunc="first")
@@ -256,9 +259,9 @@ def convergence_effects(df: pd.DataFrame, task: int = 1, metric: str = "accuracy
             rows.append({"dataset": ds, "protocol": protocol, "comparison": what, "n": e["n"],
                          "a": float(both[a].mean()), "b": float(both[b].mean()), "effect": e["mean_diff"],
                          "ci": (e["ci_low"], e["ci_high"]), "nb_ci": (e["cc_low"], e["cc_high"]),
-                         "p (Nadeau-Bengio)": e["p_corrected"]})
+                         "p (paired t-test)": e["p_ttest"], "p (Nadeau-Bengio)": e["p_corrected"]})
     out = pd.DataFrame(rows, columns=["dataset", "protocol", "comparison", "n", "a", "b", "effect", "ci", "nb_ci",
-                                      "p (Nadeau-Bengio)"])
+                                      "p (paired t-test)", "p (Nadeau-Bengio)"])
     out["p (NB, Holm)"] = stats.holm(out["p (Nadeau-Bengio)"].to_numpy()) if len(out) else []
     return out.set_index(["dataset", "protocol", "comparison"])
 
@@ -290,3 +293,24 @@ def run_cost(df: pd.DataFrame) -> pd.DataFrame:
                        steps=runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"]))
     return runs.pivot_table(index=["dataset", "protocol"], columns="method", values=["minutes", "steps"],
                             aggfunc="median").round(1)
+
+
+def ema_vs_distillation(df: pd.DataFrame, lam: float = 0.5, task: int = 1, metric: str = "accuracy",
+                        split: str = "test", protocol: str = "paper") -> pd.DataFrame:
+    """What Smooth-Distill's two ingredients add, per dataset: the two steps of
+    :func:`convergence_effects` for one protocol, from records holding lambda = 0 and ``lam``.
+
+    ``"weight averaging"``: the EMA teacher at lambda = 0 minus its student (plain multitask);
+    ``"distillation"``: the student at ``lam`` minus that teacher. Columns: ``n`` (seeds paired),
+    ``gain`` (mean difference, points), ``ci_low``/``ci_high`` (t-based 95 % interval of the paired
+    difference) and ``p`` (two-sided paired t-test; the records' seeds share one fold).
+    """
+    steps = (("ema_weights", "multitask", "weight averaging"), ("smooth_distill", "ema_weights", "distillation"))
+    e = convergence_effects(df, task=task, metric=metric, split=split, comparisons=steps, lam=lam)
+    cols = ["dataset", "step", "n", "gain", "ci_low", "ci_high", "p"]
+    if e.empty or protocol not in set(e.index.get_level_values("protocol")):
+        return pd.DataFrame(columns=cols).set_index(["dataset", "step"])
+    e = e.xs(protocol, level="protocol")
+    out = pd.DataFrame({"n": e["n"], "gain": e["effect"], "ci_low": e["ci"].map(lambda c: c[0]),
+                        "ci_high": e["ci"].map(lambda c: c[1]), "p": e["p (paired t-test)"]})
+    return out.rename_axis(["dataset", "step"])

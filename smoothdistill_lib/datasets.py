@@ -26,6 +26,7 @@ are downloaded into ``config.data_dir()`` by :func:`make_available`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -196,12 +197,26 @@ def is_present(name: str) -> bool:
     return get_dataset(name).find is None or locate(name) is not None
 
 
+def _folder_name(folder: Path) -> str:
+    """A search folder as a reader can act on it, never a machine's absolute path (messages are
+    printed in the book): the setting that names it, or a path relative to the home folder."""
+    if folder == config.data_dir():
+        return ("the data folder $SMOOTHDISTILL_DATA" if os.environ.get("SMOOTHDISTILL_DATA")
+                else "the data folder ~/.cache/smoothdistill (set SMOOTHDISTILL_DATA to use another)")
+    if folder.name == "data" and folder.parent.name == "shared":
+        return "the project's shared/data folder"
+    try:
+        return "~/" + str(folder.relative_to(Path.home()))
+    except ValueError:
+        return folder.name
+
+
 def absence(name: str) -> str | None:
     """None when ``name`` is present, else one line: where it was looked for and how to get it."""
     if is_present(name):
         return None
     info = get_dataset(name)
-    where = " or ".join(str(d) for d in search_dirs())
+    where = " or ".join(_folder_name(d) for d in search_dirs())
     todo = (f"`python -m smoothdistill_lib run` downloads it ({info.source})" if info.downloadable
             else f"the data are {info.source}")
     return f"{name} is not under {where} (expected {info.layout}); {todo}"

@@ -1,7 +1,7 @@
 """The EMA teacher of Smooth-Distill: a frozen copy of the student whose weights trail the student's.
 
 After every optimizer step, ``theta_T <- a * theta_T + (1 - a) * theta_S`` with ``a = 0.999``
-(reference notes §3.2). The teacher starts as an exact copy of the student (the authors'
+The teacher starts as an exact copy of the student (the authors'
 ``load_state_dict(student.state_dict())``), is in eval mode, has ``requires_grad=False`` and runs
 under ``no_grad``.
 

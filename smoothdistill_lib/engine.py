@@ -10,7 +10,7 @@ Model selection uses the validation set only: after every epoch the validation a
 tasks is measured and the weights of the best epoch (mean of the two accuracies, strict ``>``;
 ``selection="task1"`` is the authors' task-1-only rule) are *cloned*. The authors' baselines kept
 ``model.state_dict()`` without a copy, which aliases the live weights, so they were in effect tested
-at their LAST epoch (reference notes §5.2a). This engine never does that: ``FitResult.state_dicts``
+at their LAST epoch (book/12_authors_code.ipynb). This engine never does that: ``FitResult.state_dicts``
 and all predictions come from the best epoch; ``FitResult.last_state_dicts`` holds the last epoch's
 weights only so the book can show what the bug would have tested.
 
@@ -63,7 +63,7 @@ def _default_ema_decay() -> float:
 class TrainConfig:
     """Everything that defines a training run (JSON-able with ``dataclasses.asdict``).
 
-    Defaults are the authors' values (reference notes §3.3, §4): Adam lr 1e-3, batch 64, task weight
+    Defaults are the authors' values: Adam lr 1e-3, batch 64, task weight
     ``alpha`` 0.5; Smooth-Distill ``lam`` 0.5, ``temperature`` 3, ``ema_decay`` 0.999 (full mode); SD-Dropout p 0.5,
     T 2, weight 1; Born-Again T 3 and lam 0.5 (the paper lost its values; Smooth-Distill's mirrored).
     ``epochs`` and ``ema_decay`` default to the run mode's (``SMOOTHDISTILL_MODE``; the paper's 0.999 in

@@ -1,7 +1,7 @@
 """Losses of the five methods: the CE task mix, Hinton KD and SD-Dropout's symmetric KL.
 
 All take logits ``(N, C)`` and return a scalar tensor. They are thin wrappers over
-``torch.nn.functional`` written to match the authors' code exactly (reference notes §3.1, §4.3).
+``torch.nn.functional`` written to match the authors' code exactly.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def multitask_step(models, optimizer, teacher, batch, cfg) -> dict:
 
 
 def sd_dropout_step(models, optimizer, teacher, batch, cfg) -> dict:
-    """SD-Dropout (Lee et al. 2022) as the authors ran it (reference notes §4.3).
+    """SD-Dropout (Lee et al. 2022) as the authors ran it (book/12_authors_code.ipynb).
 
     Dropout ``p = cfg.sdd_dropout`` on the shared features with four independent masks, two views
     per task; ``SDD_k = T^2 * sdd_loss(view_a, view_b)`` at ``T = cfg.sdd_temperature``; CE on the
@@ -161,7 +161,7 @@ def _distill(objective, models, optimizer, teacher, batch, cfg) -> dict:
 
 def smooth_distill_step(models, optimizer, teacher: EMATeacher, batch, cfg) -> dict:
     """Smooth-Distill: distil from the EMA teacher (T = cfg.temperature, lam = cfg.lam), then
-    ``theta_T <- a theta_T + (1 - a) theta_S`` right after the optimizer step (reference notes §3.2)."""
+    ``theta_T <- a theta_T + (1 - a) theta_S`` right after the optimizer step."""
     out = _distill(smooth_distill_objective, models, optimizer, teacher, batch, cfg)
     teacher.update()
     return out

@@ -86,7 +86,7 @@ def _mtlnet_time_length(window_length: int) -> int:
 
 
 class MTLNet(MultiHeadModel):
-    """MTL-net, the authors' ``HARCNN_Multitask`` (reference notes §1.1), optionally corrected.
+    """MTL-net, the authors' ``HARCNN_Multitask`` (book/12_authors_code.ipynb), optionally corrected.
 
     Input ``(N, 1, 3, L)``; ``features`` -> ``(N, 512)``; output ``tuple`` of ``(N, c_k)``.
 

@@ -11,16 +11,17 @@
 
 from __future__ import annotations
 
+import html
 import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
+from smoothdistill_lib import plots, report
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root
 from smoothdistill_lib.experiment import missing_datasets
 from smoothdistill_lib.fileio import atomic_write_json, file_lock, json_hash
@@ -121,32 +122,53 @@ def banner(mode: str | ModeSettings | None = None, data: Any = None, show: bool 
         except ImportError:  # pragma: no cover
             print(table.to_string(index=False))
         else:
-            _display(Markdown("**Provenance of the outputs below**\n\n" + _markdown_list(table)))
+            _display(Markdown(banner_markdown(table)))
     return prov
 
 
-def _markdown_list(df: pd.DataFrame) -> str:
-    # A bullet list, not a table: myst-nb renders text/markdown outputs as CommonMark (no tables).
+def banner_markdown(table: pd.DataFrame) -> str:
+    """The banner as one collapsed line: mode, device, library commit and date in the summary; the
+    data and software versions inside (a ``<details>`` block, portable HTML)."""
+    f = dict(table.itertuples(index=False))
     esc = lambda v: str(v).replace("\n", " ").replace("*", "\\*").replace("_", "\\_")  # noqa: E731
-    return "\n".join(f"- {esc(field)}: {esc(value)}" for field, value in df.itertuples(index=False))
+    date = str(f.get("date (UTC)", ""))[:10]
+    commit = str(f.get("library", "")).split("commit ")[-1]
+    summary = f"Provenance of the outputs: {f.get('mode')} mode · {f.get('device')} · commit {commit} · {date}"
+    inner = "\n".join(f"- {esc(k)}: {esc(v)}" for k, v in f.items() if k not in ("mode", "device"))
+    return f"<details>\n<summary>{html.escape(summary)}</summary>\n\n{inner}\n\n</details>"
 
 
-def setup(mode: str | None = None, figsize: tuple[float, float] = (6.0, 3.2), dpi: int = 90) -> ModeSettings:
-    """Compact figures and tidy tables for a chapter; returns the run mode's settings.
+def setup(mode: str | None = None) -> ModeSettings:
+    """The book's figure and table style for a chapter; returns the run mode's settings.
 
-    PNG figures (not SVG/retina) at ``dpi`` keep executed notebooks small.
+    Figures: :data:`plots.THEME` (sized for the book's content column, 150 dpi PNG, one font size).
+    Tables: every displayed DataFrame goes through :func:`report.to_html` (integers as integers,
+    thousands separators, no truncated cells, no index-name header row, wide tables scroll).
     """
-    mpl.rcParams.update({"figure.figsize": figsize, "figure.dpi": dpi, "savefig.dpi": dpi,
-                         "figure.autolayout": True})
+    plots.apply_theme()
     try:  # inline backend only exists inside a kernel
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
-        set_matplotlib_formats("png")
+        set_matplotlib_formats("png", bbox_inches="tight")
     except ImportError:  # pragma: no cover
         pass
-    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.max_colwidth", None)  # never "two independent single-head nets, plain CE eac..."
     pd.set_option("display.width", 120)
+    _register_table_formatter()
     return get_mode(mode)
+
+
+def _register_table_formatter() -> None:
+    """Route the HTML form of every displayed DataFrame through :func:`report.to_html`."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None:  # plain python, tests
+        return
+    ip.display_formatter.formatters["text/html"].for_type(pd.DataFrame, report.to_html)
 
 
 # ---- measured timings ---------------------------------------------------------------------------
@@ -190,6 +212,13 @@ def _locked(path: Path):
     return file_lock(Path(tempfile.gettempdir()) / f"smoothdistill-{json_hash(str(path.resolve()), 12)}.lock")
 
 
+#: chapters whose full mode trains the paper's protocol: it needs a GPU (one home for the fact;
+#: the time tables and the landing page's chapter map read it)
+FULL_NEEDS_GPU = frozenset({"05_ema_teacher", "06_baselines", "07_smooth_distill_gpu", "08_results",
+                            "09_ablations", "10_cost"})
+NEEDS_GPU = "needs a GPU"
+
+
 def format_seconds(seconds: float | None) -> str:
     """``'45 s'``, ``'3.2 min'``, ``'1.5 h'``; :data:`NOT_MEASURED` for ``None``."""
     if seconds is None:
@@ -202,15 +231,23 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def time_table(chapter: str, path: Path | None = None) -> pd.DataFrame:
-    """Measured wall time of ``chapter`` per mode (rows) and device (columns, CPU and GPU).
+    """Measured wall time of ``chapter``: one row per measured mode, one column per device that
+    measured something (CPU, GPU), and a ``full`` row saying :data:`NEEDS_GPU` where that is why
+    it was not measured on a CPU (:data:`FULL_NEEDS_GPU`). Modes never measured are left out.
 
-    Cells never measured say :data:`NOT_MEASURED`. The device that measured each entry is kept in
-    the JSON file (e.g. ``"cpu: 2 cores"``).
+    The device that measured each entry is kept in the JSON file (e.g. ``"cpu: 2 cores"``).
     """
     entry = load_timings(path).get(chapter, {})
+    devices = [d for d in DEVICES if entry.get(d)] or ["cpu"]
     rows = {}
     for m in MODES:
-        rows[m] = {d.upper(): format_seconds(entry.get(d, {}).get(m, {}).get("seconds")) for d in DEVICES}
+        cells = {d.upper(): entry.get(d, {}).get(m, {}).get("seconds") for d in devices}
+        if m == "full" and chapter in FULL_NEEDS_GPU and cells.get("CPU") is None:
+            cells["CPU"] = NEEDS_GPU
+        if all(v is None for v in cells.values()):
+            continue
+        rows[m] = {d: (v if isinstance(v, str) else format_seconds(v) if v is not None else "–")
+                   for d, v in cells.items()}
     df = pd.DataFrame.from_dict(rows, orient="index")
     df.index.name = "mode"
     return df

@@ -10,6 +10,12 @@ Error bars and bands are **t-based 95 % confidence intervals of the mean** over 
 - :func:`plot_lambda_sweep` -- metric vs distillation weight lambda (Fig. 4).
 - :func:`plot_ratio_curves` -- metric vs training ratio per architecture (Figs. 5-7).
 - :func:`bar_with_ci` -- bars of means with confidence intervals.
+- :func:`plot_confusion_diff` -- one readable confusion matrix and each method's difference to it.
+- :func:`plot_methods_ci` -- Table 5 as a chart: mean and 95 % CI per method, one panel per protocol.
+- :func:`plot_architecture` -- a model's layers as a diagram, drawn from its own forward pass.
+
+One style for the book (:data:`THEME`, set by ``nb.setup`` through :func:`apply_theme`): figures
+at most :data:`MAX_WIDTH` inches wide (the book's content column), 150 dpi, one font size.
 """
 
 from __future__ import annotations
@@ -17,16 +23,32 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from smoothdistill_lib.methods import METHODS, known_first
-from smoothdistill_lib.models import MODELS
+from smoothdistill_lib.models import MODELS, describe
 from smoothdistill_lib.stats import summary
 
 PANEL_W, PANEL_H = 2.7, 2.2  # inches per panel: compact figures for a book page
+#: the width of the book's content column in inches (at 150 dpi a figure is shown at about its
+#: drawn size there): no figure is wider, so no text in it is shrunk below the body font
+MAX_WIDTH = 7.0
+#: the book's figure style (nb.setup applies it): sized for the content column, 150 dpi PNG
+THEME = {"figure.figsize": (6.0, 3.2), "figure.dpi": 150, "savefig.dpi": 150, "font.size": 9,
+         "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+         "legend.fontsize": 8, "figure.autolayout": False, "figure.constrained_layout.use": True,
+         "axes.spines.top": False, "axes.spines.right": False}
+
+
+def apply_theme() -> None:
+    """Set :data:`THEME` in matplotlib's rcParams (pyplot figures of the chapters follow it too)."""
+    sns.set_theme(context="paper", style="ticks", rc=THEME)
+    mpl.rcParams.update(THEME)
 
 
 def _t_ci(values) -> tuple[float, float]:
@@ -35,9 +57,11 @@ def _t_ci(values) -> tuple[float, float]:
     return (s["mean"], s["mean"]) if s["n"] < 2 else (s["ci_low"], s["ci_high"])
 
 
-def _figure(nrows: int, ncols: int, sharey: str | bool = False):
-    fig = Figure(figsize=(PANEL_W * ncols, PANEL_H * nrows + 0.5), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
+def _figure(nrows: int, ncols: int, sharey: str | bool = False, sharex: str | bool = False):
+    width = min(PANEL_W * ncols, MAX_WIDTH)
+    height = PANEL_H * nrows * (width / (PANEL_W * ncols)) ** 0.5 + 0.5  # narrower panels: a bit lower
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey, sharex=sharex)
     return fig, axes
 
 
@@ -66,7 +90,7 @@ def _figure_legend(fig: Figure, axes, drop: Sequence[str] = ()) -> None:
                 if a.get_legend() is not None:
                     a.get_legend().remove()
             fig.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="outside lower center",
-                       ncols=min(len(pairs), 6), frameon=False, fontsize="small")
+                       ncols=min(len(pairs), 4), frameon=False)
             return
 
 
@@ -129,7 +153,7 @@ def plot_history(
 
     ``histories``: one engine ``history`` DataFrame, a ``{method: history}`` dict, or
     ``{method: [history, ...]}`` (several runs: mean line and 95 % CI band). A history may also be
-    a list of row dicts (as stored in run records). Rows = tasks, columns = train loss, validation
+    a list of row dicts (as stored in run records). Columns = tasks, rows = train loss, validation
     loss, train accuracy, validation accuracy (those present); colour = method, dashed = the EMA
     teacher where the history has ``teacher_*`` columns. Born-again histories show the last stage
     (``stage`` picks another).
@@ -144,10 +168,13 @@ def plot_history(
     panels = [p for p in _PANELS if ((long["split"] == p[0]) & (long["metric"] == p[1])).any()]
     methods = _order(long["method"])
     palette = dict(zip(methods, sns.color_palette("tab10", len(methods)), strict=True))
-    fig, axes = _figure(len(present_tasks), len(panels))
+    # rows = curves (loss, accuracy; train, validation), columns = tasks: two wide panels per row
+    # stay readable in the content column, where eight small ones in two rows did not
+    fig = Figure(figsize=(MAX_WIDTH, 1.75 * len(panels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(panels), len(present_tasks), squeeze=False, sharex=True)
     names = list(task_names) if task_names else [f"task {t}" for t in tasks]
-    for r, task in enumerate(present_tasks):
-        for c, (split, metric) in enumerate(panels):
+    for c, task in enumerate(present_tasks):
+        for r, (split, metric) in enumerate(panels):
             ax = axes[r, c]
             d = long[(long["task"] == task) & (long["split"] == split) & (long["metric"] == metric)]
             if d.empty:
@@ -158,10 +185,9 @@ def plot_history(
                          ax=ax, legend=(r == 0 and c == 0) and (len(methods) > 1 or d["who"].nunique() > 1),
                          linewidth=1.2)
             label = "loss" if metric == "loss" else "accuracy (%)"
-            ax.set_title(f"{names[tasks.index(task)]}: {_SPLIT_LABEL[split]} {label.split(' ')[0]}",
-                         fontsize="small")
-            ax.set_ylabel(label)
-            ax.set_xlabel("epoch")
+            ax.set_title(f"{names[tasks.index(task)]}: {_SPLIT_LABEL[split]} {label.split(' ')[0]}")
+            ax.set_ylabel(label if c == 0 else "")
+            ax.set_xlabel("epoch" if r == len(panels) - 1 else "")
     if title:
         fig.suptitle(title)
     _figure_legend(fig, axes, drop=("method", "who"))
@@ -203,7 +229,7 @@ def plot_confusion(
     if len(names) != c:
         raise ValueError(f"plot_confusion: {len(names)} class names for {c} classes")
     annotate = c <= 13 if annotate is None else annotate
-    side = max(2.6, 0.28 * c + 1.2)
+    side = min(max(2.6, 0.28 * c + 1.2), (MAX_WIDTH - 0.6) / len(mats))
     fig = Figure(figsize=(side * len(mats) + 0.6, side), layout="constrained")
     axes = fig.subplots(1, len(mats), squeeze=False)[0]
     for k, (name, m) in enumerate(mats.items()):
@@ -366,4 +392,164 @@ def plot_effects(effects: pd.DataFrame, title: str | None = None) -> Figure:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+# Fig. 3, readable: one matrix in full, the other methods as differences to it
+
+
+def plot_confusion_diff(
+    confusion: Mapping,
+    class_names: Sequence[str],
+    baseline: str = "multitask",
+    labels: Mapping[str, str] | None = None,
+) -> Figure:
+    """The ``baseline``'s row-normalised confusion matrix, large and annotated (left), and for
+    every other method its matrix minus the baseline's, in percentage points (right, a grid of
+    small multiples on one diverging scale: red = more windows in that cell than the baseline).
+
+    ``confusion``: ``{method: C x C counts}`` (e.g. :func:`analyses.confusion_sums`). ``labels``:
+    display names per method (default the keys). Rows = true class, columns = predicted class.
+    """
+    if baseline not in confusion:
+        raise ValueError(f"plot_confusion_diff: baseline {baseline!r} not in {list(confusion)}")
+    mats = {k: _row_normalise(np.asarray(v, dtype=float)) for k, v in confusion.items()}
+    c = mats[baseline].shape[0]
+    if len(class_names) != c:
+        raise ValueError(f"plot_confusion_diff: {len(class_names)} class names for {c} classes")
+    labels = dict(labels or {})
+    others = [m for m in _order(list(mats)) if m != baseline]
+    names = [str(n) for n in class_names]
+    fig = Figure(figsize=(MAX_WIDTH, MAX_WIDTH * 0.5 + 0.9), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.0])
+    ax = left.subplots()
+    sns.heatmap(mats[baseline], ax=ax, cmap="Blues", vmin=0, vmax=100, square=True, annot=c <= 13, fmt=".0f",
+                annot_kws={"fontsize": 6}, cbar_kws={"label": "% of true class", "shrink": 0.7,
+                                                     "location": "bottom", "pad": 0.2},
+                xticklabels=names, yticklabels=names)
+    ax.set_title(labels.get(baseline, baseline))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.tick_params(labelsize=6)
+    if not others:
+        return fig
+    ncols = 2 if len(others) > 1 else 1
+    nrows = int(np.ceil(len(others) / ncols))
+    axes = right.subplots(nrows, ncols, squeeze=False)
+    diffs = {m: mats[m] - mats[baseline] for m in others}
+    lim = max(5.0, float(np.nanmax([np.nanmax(np.abs(d)) for d in diffs.values()])))
+    for k, m in enumerate(others):
+        a = axes.flat[k]
+        sns.heatmap(diffs[m], ax=a, cmap="RdBu_r", vmin=-lim, vmax=lim, square=True, cbar=False,
+                    xticklabels=False, yticklabels=False)
+        a.set_title(f"{labels.get(m, m)}\nminus {labels.get(baseline, baseline)}", fontsize=7)
+    for a in list(axes.flat)[len(others):]:
+        a.set_visible(False)
+    mappable = axes.flat[0].collections[0]
+    right.colorbar(mappable, ax=axes, location="bottom", shrink=0.8, label="difference (percentage points)")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Table 5 as a chart
+
+
+def plot_methods_ci(
+    df: pd.DataFrame,
+    y: str = "accuracy",
+    method: str = "method",
+    row: str | None = "dataset",
+    col: str | None = "protocol",
+    labels: Mapping[str, str] | None = None,
+) -> Figure:
+    """Mean of ``y`` per method with its 95 % t-confidence interval over runs, one panel per
+    ``row`` x ``col`` (e.g. dataset x protocol); methods in the paper's order, top to bottom.
+
+    ``df``: tidy, one row per run (filter the split, task and ``who`` first). Each panel has its
+    own x range: the datasets' accuracies differ by tens of points, the methods by a few.
+    """
+    _need(df, [y, method, row, col], "plot_methods_ci")
+    d = df.dropna(subset=[y]).copy()
+    d[method] = d[method].astype(str)
+    order = _order(d[method])
+    rows = sorted(d[row].unique(), key=str) if row else [None]
+    cols = sorted(d[col].unique(), key=str) if col else [None]
+    fig = Figure(figsize=(MAX_WIDTH, (0.28 * len(order) + 0.7) * len(rows) + 0.3), layout="constrained")
+    axes = fig.subplots(len(rows), len(cols), squeeze=False, sharey=True)
+    labels = dict(labels or {})
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax = axes[i, j]
+            sub = d
+            if row:
+                sub = sub[sub[row] == rv]
+            if col:
+                sub = sub[sub[col] == cv]
+            if sub.empty:
+                ax.set_visible(False)
+                continue
+            for k, m in enumerate(order):
+                s = summary(sub.loc[sub[method] == m, y])
+                if s["n"] == 0:
+                    continue
+                lo, hi = (s["ci_low"], s["ci_high"]) if s["n"] > 1 else (s["mean"], s["mean"])
+                ax.errorbar(s["mean"], k, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", capsize=3,
+                            color=sns.color_palette("tab10")[k % 10], markersize=4)
+            ax.set_yticks(range(len(order)), [labels.get(m, m) for m in order])
+            ax.set_ylim(len(order) - 0.5, -0.5)
+            ax.grid(axis="x", alpha=0.3)
+            parts = [f"{rv}" if row else "", f"{cv} protocol" if col == "protocol" else (f"{cv}" if col else "")]
+            ax.set_title(", ".join(p for p in parts if p))
+            ax.set_xlabel(f"{y} (%), mean and 95 % CI" if i == len(rows) - 1 else "")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# the model, drawn from its own layers
+
+
+def plot_architecture(model, input_shape: tuple[int, ...] | None = None, title: str | None = None) -> Figure:
+    """A block diagram of ``model``: one box per leaf layer of a real forward pass
+    (:func:`models.describe`), with its output shape and parameter count, top to bottom; the
+    heads side by side at the bottom. Drawn from the model itself, it cannot drift from the code.
+    """
+    t = describe(model, input_shape)
+    heads = t[t["layer"].str.startswith("heads.")]
+    trunk = t[~t["layer"].str.startswith("heads.")]
+    shape_in = input_shape or (1, 1, getattr(model, "n_channels", 3), getattr(model, "fixed_length", None) or 100)
+    n = len(trunk) + 2
+    fig = Figure(figsize=(MAX_WIDTH, 0.42 * n + 0.4), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlim(0, 10)
+    ax.set_ylim(n, -0.5)
+    ax.axis("off")
+    colours = {"Conv2d": "#c6dbef", "Linear": "#fdd0a2", "MaxPool2d": "#e5e5e5", "ReLU": "#f7f7f7",
+               "Flatten": "#f7f7f7", "Dropout": "#f7f7f7", "BatchNorm2d": "#d9f0d3", "LSTM": "#c6dbef",
+               "GRU": "#c6dbef"}
+
+    def box(x, y, w, text, colour):
+        ax.add_patch(FancyBboxPatch((x - w / 2, y - 0.32), w, 0.64, boxstyle="round,pad=0.02",
+                                    facecolor=colour, edgecolor="#555555", linewidth=0.6))
+        ax.text(x, y, text, ha="center", va="center", fontsize=7.5)
+
+    def arrow(x0, y0, x1, y1):
+        ax.annotate("", xy=(x1, y1 - 0.33), xytext=(x0, y0 + 0.33),
+                    arrowprops={"arrowstyle": "-|>", "lw": 0.6, "color": "#555555"})
+
+    def shape(s):
+        return " × ".join(str(v) for v in tuple(s)[1:])
+
+    box(5, 0, 6.4, f"input window  {shape(shape_in)}", "#ffffff")
+    for k, r in enumerate(trunk.itertuples(index=False), start=1):
+        params = f",  {r.parameters:,} params" if r.parameters else ""
+        box(5, k, 6.4, f"{r.type}  →  {shape(r.output_shape)}{params}", colours.get(r.type, "#ffffff"))
+        arrow(5, k - 1, 5, k)
+    y = len(trunk) + 1
+    xs = np.linspace(2.5, 7.5, len(heads)) if len(heads) > 1 else [5.0]
+    for k, (x, r) in enumerate(zip(xs, heads.itertuples(index=False), strict=True)):
+        box(x, y, 4.2 if len(heads) > 1 else 6.4,
+            f"head {k + 1}: {r.type} → {shape(r.output_shape)},  {r.parameters:,} params", "#fdae6b")
+        arrow(5, y - 1, x, y)
+    if title:
+        ax.set_title(title)
     return fig

@@ -322,6 +322,87 @@ def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
     return f.to_markdown(index=False, disable_numparse=True)  # keep format_table's strings
 
 
+#: the wrapper of every table the book shows: a wide table scrolls inside the content column
+#: instead of running off it; header cells wrap
+TABLE_STYLE = "overflow-x:auto;max-width:100%;font-size:0.85em"
+
+
+def display_frame(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` as strings for display, the book's one table format.
+
+    Index levels become ordinary columns (no extra index-name header row; a plain 0..n-1 index
+    is dropped); "mean/sd/n" tables go through :func:`format_table`; in other numeric columns
+    integers (also integer floats such as ``305.0``) show as integers with thousands separators,
+    other floats with the decimals the column was rounded to (at most 4) and separators; missing
+    values show as ``–``. Strings are never cut.
+    """
+    if isinstance(t.columns, pd.MultiIndex) and t.columns.names[-1] == "stat":
+        t = format_table(t)
+    out = t.copy()
+    if isinstance(out.index, pd.RangeIndex) and out.index.name is None:
+        out = out.reset_index(drop=True)
+    else:
+        names = [n if n is not None else "" for n in out.index.names]
+        out.index = out.index.set_names(names)
+        if isinstance(out.columns, pd.MultiIndex):
+            out = out.reset_index(col_level=0)
+        else:
+            out = out.reset_index()
+    if not isinstance(out.columns, pd.MultiIndex):
+        out.columns.name = None  # a named column index would make a header cell of its own
+    if isinstance(out.columns, pd.MultiIndex):  # level names would make a header column of their own
+        names = list(out.columns.names)
+        out.columns = pd.MultiIndex.from_tuples(
+            [tuple(f"task {x}" if n == "task" and isinstance(x, int | np.integer) else x for n, x in zip(names, c, strict=True))
+             for c in out.columns])
+    for c in out.columns:
+        col = out[c]
+        if pd.api.types.is_bool_dtype(col):
+            out[c] = col.map({True: "yes", False: "no"}).astype(object)
+        elif pd.api.types.is_numeric_dtype(col):
+            out[c] = _column_strings(col)
+        else:
+            out[c] = col.map(lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+    return out
+
+
+def _column_strings(col: pd.Series) -> pd.Series:
+    vals = pd.to_numeric(col, errors="coerce").astype(float)
+    finite = vals[np.isfinite(vals)]
+    if finite.empty:
+        decimals = 0
+    else:
+        decimals = max(_decimals(v) for v in finite)
+
+    def fmt(v: float) -> str:
+        if not np.isfinite(v):
+            return "–" if math.isnan(v) else ("∞" if v > 0 else "−∞")
+        if v != 0 and abs(v) < 1e-3:  # tiny values (p-values, kWh) keep 2 significant digits
+            return f"{v:.2g}"
+        return f"{v:,.{decimals}f}"
+
+    return pd.Series([fmt(v) for v in vals], index=col.index, dtype=object)
+
+
+def _decimals(v: float, most: int = 4) -> int:
+    """Decimals needed to show ``v`` as rounded to at most ``most`` decimals (``305.0`` -> 0)."""
+    for d in range(most + 1):
+        if abs(round(v, d) - v) < 1e-9 * max(1.0, abs(v)):
+            return d
+    return most
+
+
+def to_html(t: pd.DataFrame) -> str:
+    """HTML of :func:`display_frame` ``(t)`` inside a scrolling wrapper (:data:`TABLE_STYLE`).
+
+    ``nb.setup`` makes this the HTML form of every DataFrame a chapter displays.
+    """
+    f = display_frame(t)
+    with pd.option_context("display.max_colwidth", None):
+        body = f.to_html(index=False, na_rep="–", border=0, classes="dataframe sd-table", escape=True)
+    return f'<div style="{TABLE_STYLE}">{body}</div>'
+
+
 def _labels(columns: pd.Index, sep: str = " ") -> list[str]:
     """Column MultiIndex -> flat names joined by ``sep``; task ids read ``task1``, ``task2``."""
     if not isinstance(columns, pd.MultiIndex):

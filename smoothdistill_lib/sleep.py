@@ -1,7 +1,7 @@
 """Loader for the authors' sleep-posture files (the paper's Sleep dataset; not public).
 
 Files: ``<root>/<subject>_<Posture>_<placement>.txt`` (or under ``<root>/sleep/``), one file per
-subject, posture and sensor, ADXL345 at 50 Hz. Two formats, detected per file (reference notes §6.2):
+subject, posture and sensor, ADXL345 at 50 Hz. Two formats, detected per file:
 
 * **F1**: every line ``a,ax,ay,az;`` (4 fields, the first ignored, trailing ``;``);
 * **F2**: one header line, then ``ax,ay,az``.

@@ -1,7 +1,7 @@
 """Splits of a :class:`~smoothdistill_lib.windows.Windows`: protocols, folds, ratios, caps,
 normalisation and the leakage meter.
 
-Two protocols (reference notes §5, §6.1, §6.4):
+Two protocols (book/12_authors_code.ipynb):
 
 - ``paper_split``: the authors' random 80/20 window split (``train_test_split(test_size=0.2,
   random_state=42)``, test = ceil(0.2 n)), then ``KFold(5, shuffle=True, random_state=42)`` on the

@@ -10,7 +10,7 @@ per-cell differences. Three tests are offered:
   correlated and the naive t-test's variance ``s^2 / J`` is too small; the corrected test uses
   ``(1/J + n_test/n_train) * s^2``, with J the number of pairs.
 
-**Which test reproduces the paper's Table 8?** The paper does not name it (reference notes §7.2).
+**Which test reproduces the paper's Table 8?** The paper does not name it.
 An exact Wilcoxon test on 5 pairs cannot give p below 0.0625, yet the table shows p = 0.0001; so it
 was a t-type test or used n >= ~15 pairs. Our documented assumption: a paired t-test over the 25
 (seed, fold) test accuracies, no multiplicity correction -- ``pvalue_matrix(df, test="ttest")``.

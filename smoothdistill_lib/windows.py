@@ -2,11 +2,11 @@
 
 The second stage of the data flow (recordings -> **windows** -> splits -> engine). The paper's
 windows are 100 samples long with a step of 60 (40 samples of overlap) over ONE concatenated stream,
-labelled by the window's last sample (reference notes §6.1). Two switches give the cleaner variant:
+labelled by the window's last sample (book/12_authors_code.ipynb). Two switches give the cleaner variant:
 ``stream="session"`` (windows never cross a subject/placement/session boundary) and
 ``label_rule="majority"`` (the paper's text).
 
-Layouts of ``X`` (N, 1, C, L), C = the recording's channels (x, y, z: 3; reference notes §1.2):
+Layouts of ``X`` (N, 1, C, L), C = the recording's channels (x, y, z: 3; book/12_authors_code.ipynb):
 
 - ``"axes"``: rows are the channels over time (a transpose of the (N, L, C) windows); what every
   model except the faithful MTL-net expects.

@@ -58,7 +58,7 @@ PLACEMENT_NAMES = ["phone", "watch"]
 NOMINAL_RATES_HZ = (20.0, 25.0, 50.0, 100.0)  # rates seen in the archive; measured rates snap to these
 SAMPLING_RATE_HZ = 20.0  # the rate the dataset documents
 #: Raw accelerometer rows of the FULL archive, as its readme documents them. The paper's 143,023
-#: windows follow from phone rows then watch rows in one stream (reference notes §5.1).
+#: windows follow from phone rows then watch rows in one stream (book/12_authors_code.ipynb).
 DOCUMENTED_ROWS = {"phone": 4_804_403, "watch": 3_777_046}
 
 _CACHE_VERSION = 2  # bump when the cached arrays change meaning (2: validated after the float32 cast)

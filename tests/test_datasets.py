@@ -113,3 +113,12 @@ def test_quick_mode_on_an_incomplete_folder_warns_once(data, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         datasets.load_recording("wisdm", mode="quick", cache=False, subset_ok=True)
+
+
+def test_absence_names_settings_not_machine_paths(tmp_path, monkeypatch):
+    """The one line is printed in chapters: it names SMOOTHDISTILL_DATA, never an absolute path."""
+    monkeypatch.setenv("SMOOTHDISTILL_DATA", str(tmp_path / "empty"))
+    line = datasets.absence("mhealth")
+    assert line.startswith("mhealth is not under the data folder $SMOOTHDISTILL_DATA")
+    assert str(tmp_path) not in line and "/work/" not in line and not any(
+        part.startswith("/") for part in line.split() if "http" not in part)

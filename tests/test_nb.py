@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -97,7 +98,8 @@ def test_banner_shows_markdown_with_mode_and_data(monkeypatch):
     assert prov["mode"] == "quick" and prov["data"] == {"dataset": "sleepsim", "subjects": 4}
     (md,) = shown
     text = md.data
-    assert text.startswith("**Provenance") and "\n- mode: quick\n" in text
+    assert text.startswith("<details>\n<summary>Provenance of the outputs: quick mode · ") and text.endswith("\n\n</details>")
+    assert text.count("\n- ") == 4  # data, library, software, date: inside the collapsed block
     assert "\n- data: dataset: sleepsim; subjects: 4\n" in text
     assert "smoothdistill\\_lib" in text  # escaped for Markdown
     with pytest.raises(ValueError, match="unknown run mode"):
@@ -106,12 +108,16 @@ def test_banner_shows_markdown_with_mode_and_data(monkeypatch):
 
 # ---- setup and timings ---------------------------------------------------------------------------
 
-def test_setup_compact_figures_and_mode():
+def test_setup_applies_the_book_style_and_returns_the_mode():
     import matplotlib as mpl
 
-    m = nb.setup("quick", figsize=(5, 3), dpi=80)
+    from smoothdistill_lib import plots
+
+    m = nb.setup("quick")
     assert m.name == "quick"
-    assert tuple(mpl.rcParams["figure.figsize"]) == (5, 3) and mpl.rcParams["figure.dpi"] == 80
+    assert mpl.rcParams["figure.dpi"] == 150 and mpl.rcParams["savefig.dpi"] >= 150
+    assert mpl.rcParams["figure.figsize"][0] <= plots.MAX_WIDTH
+    assert pd.get_option("display.max_colwidth") is None
 
 
 def test_timings_round_trip_and_table(tmp_path):
@@ -122,10 +128,16 @@ def test_timings_round_trip_and_table(tmp_path):
     data = json.loads(path.read_text())
     assert data["01_x"]["cpu"]["quick"] == {"seconds": 12.3, "device_name": "cpu: test"}
     t = nb.time_table("01_x", path=path)
-    assert list(t.index) == ["quick", "demo", "long", "full"] and list(t.columns) == ["CPU", "GPU"]
+    assert list(t.index) == ["quick", "demo"] and list(t.columns) == ["CPU"]  # measured modes only
     assert t.loc["quick", "CPU"] == "12 s" and t.loc["demo", "CPU"] == "3.3 min"
-    assert t.loc["full", "CPU"] == nb.NOT_MEASURED and (t["GPU"] == nb.NOT_MEASURED).all()
-    assert (nb.time_table("never_run", path=path) == nb.NOT_MEASURED).all().all()
+    nb.record_timing("08_results", "demo", "cpu", 30, path=path)
+    t8 = nb.time_table("08_results", path=path)  # a training chapter: full mode says why it is missing
+    assert list(t8.index) == ["demo", "full"] and t8.loc["full", "CPU"] == nb.NEEDS_GPU
+    nb.record_timing("08_results", "full", "gpu", 4000, path=path)
+    t8 = nb.time_table("08_results", path=path)
+    assert list(t8.columns) == ["CPU", "GPU"] and t8.loc["full", "GPU"] == "66.7 min" and t8.loc["demo", "GPU"] == "–"
+    assert nb.NOT_MEASURED not in t8.to_numpy()
+    assert nb.time_table("never_run", path=path).empty
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -178,7 +190,7 @@ def test_execute_chapter_runs_records_and_refreshes_timing_cells(tmp_path, monke
         setup,
         nbformat.v4.new_code_cell("import os\nfrom IPython.display import Markdown\n"
                                   "Markdown('**Provenance** ' + os.environ['SMOOTHDISTILL_MODE'])"),
-        nbformat.v4.new_code_cell(f"nb.time_table('t01', path={str(timings)!r}).loc['quick', 'CPU']"),
+        nbformat.v4.new_code_cell(f"nb.time_table('t01', path={str(timings)!r})"),
         nbformat.v4.new_code_cell("raise RuntimeError('never runs')"),
     ]
     cells[2].metadata["tags"] = ["chapter-timings"]
@@ -188,7 +200,7 @@ def test_execute_chapter_runs_records_and_refreshes_timing_cells(tmp_path, monke
     assert execute_chapter.main([str(path), "--mode", "quick", "--timeout", "120"]) == 0
     out = nbformat.read(path, as_version=4)
     assert "quick" in out.cells[1].outputs[0]["data"]["text/markdown"]
-    assert nb.NOT_MEASURED not in out.cells[2].outputs[0]["data"]["text/plain"]  # refreshed after recording
+    assert "quick" in out.cells[2].outputs[0]["data"]["text/plain"]  # refreshed after recording
     assert out.cells[3].outputs == []
     assert "quick" in json.loads(timings.read_text())["t01"]["cpu"]
 

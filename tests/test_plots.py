@@ -47,17 +47,17 @@ def test_plot_history_layout_methods_and_teacher():
     assert isinstance(fig, Figure)
     axes = _visible(fig)
     assert len(axes) == 8  # 2 tasks x (train loss, val loss, train acc, val acc)
-    titles = [ax.get_title() for ax in axes]
-    assert titles[:4] == ["activity: train loss", "activity: validation loss", "activity: train accuracy",
-                          "activity: validation accuracy"]
-    assert titles[4].startswith("placement")
-    assert axes[2].get_ylabel() == "accuracy (%)" and axes[0].get_xlabel() == "epoch"
+    titles = [ax.get_title() for ax in axes]  # rows = curves, columns = tasks (two wide panels a row)
+    assert titles[::2] == ["activity: train loss", "activity: validation loss", "activity: train accuracy",
+                           "activity: validation accuracy"]
+    assert all(t.startswith("placement") for t in titles[1::2])
+    assert axes[4].get_ylabel() == "accuracy (%)" and axes[6].get_xlabel() == "epoch"
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     assert {"multitask", "born_again", "smooth_distill", "teacher"} <= set(labels)
     # the methods appear in the paper's order in the legend
     assert labels.index("multitask") < labels.index("born_again") < labels.index("smooth_distill")
     # validation-accuracy panel of task 1: 3 students + 1 teacher line
-    assert len(axes[3].get_lines()) >= 4
+    assert len(axes[6].get_lines()) >= 4
 
 
 def test_plot_history_single_frame_records_and_runs():
@@ -143,3 +143,61 @@ def test_bar_with_ci():
     assert {t.get_text() for leg in fig.legends for t in leg.get_texts()} == {"1", "2"}
     with pytest.raises(ValueError, match="empty"):
         bar_with_ci(df.iloc[:0], "method", "energy")
+
+
+# ---- the book's style, readable Fig. 3, Table 5 chart, architecture ------------------------------
+
+def test_figures_fit_the_content_column():
+    from smoothdistill_lib.plots import MAX_WIDTH
+
+    many = {m: _history(seed=i) for i, m in enumerate(["singletask", "multitask", "sdd", "born_again"])}
+    assert plot_history(many).get_size_inches()[0] <= MAX_WIDTH
+    cms = {m: np.eye(12) * 50 + 1 for m in ["a", "b", "c", "d", "e"]}
+    assert plot_confusion(cms).get_size_inches()[0] <= MAX_WIDTH
+
+
+def test_plot_confusion_diff_baseline_large_and_differences():
+    from smoothdistill_lib.plots import plot_confusion_diff
+
+    base = np.eye(4) * 60 + 10  # rows sum to 100: counts = percent of the true class
+    other = base.copy()
+    other[0, 0], other[0, 1] = 60, 20  # 10 points moved from correct to class 1 in row 0
+    fig = plot_confusion_diff({"multitask": base, "smooth_distill": other, "sdd": base}, list("abcd"))
+    heat = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    titles = [ax.get_title() for ax in heat]
+    assert titles[0] == "multitask" and any(t.startswith("smooth_distill\nminus") for t in titles)
+    diff = next(ax for ax in heat if ax.get_title().startswith("smooth_distill")).collections[0].get_array()
+    row0 = np.asarray(diff).reshape(4, 4)[0]
+    assert np.allclose(row0[:2], [-10, 10]) and np.allclose(row0[2:], 0)
+    with pytest.raises(ValueError, match="baseline"):
+        plot_confusion_diff({"sdd": base}, list("abcd"))
+
+
+def test_plot_methods_ci_one_panel_per_protocol_and_interval():
+    from smoothdistill_lib.plots import plot_methods_ci
+    from smoothdistill_lib.stats import summary
+
+    rows = [{"dataset": "wisdm", "protocol": p, "method": m, "accuracy": 60 + k + s}
+            for p in ("paper", "subject") for k, m in enumerate(["multitask", "smooth_distill"]) for s in range(3)]
+    fig = plot_methods_ci(pd.DataFrame(rows))
+    axes = _visible(fig)
+    assert [ax.get_title() for ax in axes] == ["wisdm, paper protocol", "wisdm, subject protocol"]
+    s = summary([61, 62, 63])
+    line = axes[0].lines  # errorbar: the point, then caps
+    assert any(np.isclose(ln.get_xdata()[0], 62) for ln in line)
+    caps = sorted({round(float(x), 6) for ln in line for x in np.atleast_1d(ln.get_xdata())})
+    assert round(s["ci_low"], 6) in caps and round(s["ci_high"], 6) in caps
+
+
+def test_plot_architecture_draws_every_layer_of_the_model():
+    from smoothdistill_lib.models import build_model, describe
+    from smoothdistill_lib.plots import plot_architecture
+
+    model = build_model("mtlnet", (12, 3))
+    fig = plot_architecture(model)
+    texts = [t.get_text() for t in fig.axes[0].texts if t.get_text()]  # arrows are empty annotations
+    assert len(texts) == len(describe(model)) + 1  # the input and one box per layer
+    assert texts[0] == "input window  1 × 3 × 100"
+    assert any("Linear  →  1024,  1,246,208 params" == t for t in texts)
+    assert [t for t in texts if t.startswith("head")] == ["head 1: Linear → 12,  6,156 params",
+                                                          "head 2: Linear → 3,  1,539 params"]

@@ -152,3 +152,23 @@ def test_html_check_flags_raw_roles(tmp_path):
     (tmp_path / "bad.html").unlink()
     assert check_html.main([str(tmp_path)]) == 0
     assert check_html.main([str(tmp_path / "missing")]) == 2
+
+
+def test_html_check_flags_missing_numbers_cut_cells_and_bad_alt_text(tmp_path):
+    good = ("<table><tr><th>method</th><th>p</th></tr><tr><td>multitask</td><td>–</td></tr>"
+            "<tr><td>Smooth-Distill ... and more</td><td>0.25</td><td>none</td></tr></table>"
+            '<img src="_images/1f2e3d4c5b6a7980.png" alt="Test accuracy of five methods with 95 % intervals">')
+    (tmp_path / "good.html").write_text(good)
+    assert check_html.table_problems(tmp_path / "good.html") == []
+    assert check_html.image_problems(tmp_path / "good.html") == []
+    bad = ("<table><tr><td>nan</td><td> N/A </td><td>None</td><td>two independent single-head nets, plain CE eac...</td>"
+           "<td>1.5</td></tr></table>"
+           '<img src="_images/1f2e3d4c5b6a7980.png" alt="1f2e3d4c5b6a7980.png"><img src="a.png">'
+           "<img src='b.png' alt=''><img src=\"c.png\" alt=\"9d5aa88c0ffee123\">")
+    (tmp_path / "bad.html").write_text(bad)
+    assert len(check_html.table_problems(tmp_path / "bad.html")) == 4
+    problems = check_html.image_problems(tmp_path / "bad.html")
+    assert len(problems) == 4 and sum("without alt" in p for p in problems) == 2
+    assert check_html.main([str(tmp_path)]) == 1
+    (tmp_path / "bad.html").unlink()
+    assert check_html.main([str(tmp_path)]) == 0

@@ -403,3 +403,54 @@ def test_a_record_without_metrics_is_skipped_with_its_reason(main_root, tmp_path
         df = records.load_records(folder)
     assert df["run_id"].nunique() == 2 * 5 * len(SEEDS) - 1 and victim.stem not in set(df["run_id"])
     assert victim.exists()  # reading never moves a file: only `run` moves records aside
+
+
+# ---- the book's one table format ----------------------------------------------------------------
+
+def test_display_frame_integers_separators_no_truncation_no_index_row():
+    long_text = "two independent single-head nets, plain CE each, one per task " * 2
+    t = pd.DataFrame({"windows": [305.0, 3587343.0], "ratio": [1.2345678, np.nan], "note": [long_text, "x"],
+                      "ok": [True, False]},
+                     index=pd.Index(["singletask", "multitask"], name="method"))
+    f = report.display_frame(t)
+    assert list(f.columns) == ["method", "windows", "ratio", "note", "ok"]  # the index is a column
+    assert list(f["windows"]) == ["305", "3,587,343"]
+    assert list(f["ratio"]) == ["1.2346", "–"] and list(f["ok"]) == ["yes", "no"]
+    html = report.to_html(t)
+    assert long_text.strip() in html and "..." not in html
+    assert html.count("<tr") == 3 and "<th>method</th>" in html  # one header row, no index-name row
+    assert "305.0" not in html and "nan" not in html.lower()
+    rounded = report.display_frame(pd.DataFrame({"acc": [61.25, 60.5]}).round(1))
+    assert list(rounded["acc"]) == ["61.2", "60.5"]  # the decimals the column was rounded to
+    tiny = report.display_frame(pd.DataFrame({"p": [0.249, 0.00012]}))
+    assert list(tiny["p"]) == ["0.2490", "0.00012"]
+    named_columns = pd.DataFrame([[98.5, 98.1]], index=pd.Index(["accuracy"], name="metric"),
+                                 columns=pd.Index(["up", "up_right"], name="class"))
+    html_named = report.to_html(named_columns)
+    assert "<th>class</th>" not in html_named and html_named.count("<th>") == 3  # metric, up, up_right
+
+
+def test_to_html_multiindex_columns_have_no_level_name_column():
+    cols = pd.MultiIndex.from_tuples([(1, "accuracy"), (2, "accuracy")], names=["task", "metric"])
+    idx = pd.MultiIndex.from_tuples([("wisdm", "multitask"), ("wisdm", "smooth_distill")], names=["dataset", "method"])
+    t = pd.DataFrame([[60.0, 90.5], [61.5, 91.0]], index=idx, columns=cols)
+    html = report.to_html(t)
+    assert "<th>task 1</th>" in html and "metric" not in html and "<th></th>\n      <td>" not in html
+    assert html.count("<tr") == 4  # two header rows (task, metric), two body rows
+
+
+def test_ema_vs_distillation_separates_averaging_from_distilling():
+    rows = []
+    for seed, (plain, ema, kd) in enumerate([(60, 63, 63.5), (61, 62, 62.0), (59, 63, 62.5)]):
+        for who, lam, acc in (("student", 0.0, plain), ("teacher", 0.0, ema), ("student", 0.5, kd),
+                              ("teacher", 0.5, 99.0)):
+            rows.append({"dataset": "wisdm", "protocol": "paper", "method": "smooth_distill", "task": 1,
+                         "split": "test", "who": who, "lam": lam, "seed": seed, "fold": 0, "accuracy": acc,
+                         "n_fit": 800, "n_test": 200})
+    t = analyses.ema_vs_distillation(pd.DataFrame(rows))
+    avg, kd = t.loc[("wisdm", "weight averaging")], t.loc[("wisdm", "distillation")]
+    assert avg["n"] == 3 and avg["gain"] == pytest.approx(8 / 3) and kd["gain"] == pytest.approx(0.0)
+    diffs = [3, 1, 4]
+    half = st.t.ppf(0.975, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert (avg["ci_low"], avg["ci_high"]) == pytest.approx((8 / 3 - half, 8 / 3 + half))
+    assert avg["p"] == pytest.approx(st.ttest_rel([63, 62, 63], [60, 61, 59]).pvalue)

@@ -74,9 +74,11 @@ def _refresh_timing_cells(notebook, cwd: Path, timeout: int) -> int:
     if not tagged or not code:
         return 0
     mini = nbformat.v4.new_notebook(metadata=copy.deepcopy(notebook.metadata))
-    mini.cells = [copy.deepcopy(code[0])] + [copy.deepcopy(c) for c in tagged]
+    # the set-up cell, then nb.setup() (the book's table style, as in the chapter), then the timing cells
+    style = nbformat.v4.new_code_cell("nb.setup()")
+    mini.cells = [copy.deepcopy(code[0]), style] + [copy.deepcopy(c) for c in tagged]
     _client(mini, cwd, timeout).execute()
-    for original, fresh in zip(tagged, mini.cells[1:], strict=True):
+    for original, fresh in zip(tagged, mini.cells[2:], strict=True):
         original.outputs = fresh.outputs
     return len(tagged)
 
