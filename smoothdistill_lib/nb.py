@@ -215,7 +215,7 @@ def _locked(path: Path):
 #: chapters whose full mode trains the paper's protocol: it needs a GPU (one home for the fact;
 #: the time tables and the landing page's chapter map read it)
 FULL_NEEDS_GPU = frozenset({"05_ema_teacher", "06_baselines", "07_smooth_distill_gpu", "08_results",
-                            "09_ablations", "10_cost"})
+                            "09_ablations", "10_cost", "11_smldist"})
 NEEDS_GPU = "needs a GPU"
 
 
