@@ -109,3 +109,11 @@ def test_grid_progress_and_run_cost():
     c = analyses.run_cost(df)  # one row per run: medians of (10, 5) minutes and (160, 165) steps
     assert c.loc[("wisdm", "paper"), ("minutes", "smooth_distill")] == 7.5
     assert c.loc[("wisdm", "paper"), ("steps", "smooth_distill")] == 162.5
+
+
+def test_role_means_in_role_order_with_seeds():
+    t = analyses.role_means(_records())
+    names = list(t.index.get_level_values("method"))
+    assert names == [analyses.ROLE_LABELS[k] for k in analyses.ROLE_LABELS] + ["singletask"]
+    row = t.loc[("wisdm", "paper", analyses.ROLE_LABELS["ema_weights"])]
+    assert row["task 1 accuracy (%)"] == pytest.approx(np.mean(ACC[(0.0, "teacher")]), abs=0.01) and row["seeds"] == 3
