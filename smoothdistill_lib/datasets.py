@@ -37,7 +37,7 @@ import pandas as pd
 from smoothdistill_lib import config, mhealth, sleep, sleepsim, wisdm
 from smoothdistill_lib import download as dl
 from smoothdistill_lib.config import ModeSettings
-from smoothdistill_lib.errors import UserError
+from smoothdistill_lib.errors import UserError, check_new_name
 from smoothdistill_lib.recordings import CHANNELS, Recording
 
 Loader = Callable[..., Recording]
@@ -140,11 +140,7 @@ def register_dataset(name: str, loader: Loader, activity_names: Sequence[str], p
     for accelerometer + gyroscope). :func:`load_recording` checks the loader keeps to this.
     Registering an existing name raises unless ``replace``; the shipped names cannot be replaced.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"register_dataset: name {name!r} must be a plain identifier (letters, digits, _)")
-    if name in _SHIPPED or (name in DATASETS and not replace):
-        raise ValueError(f"register_dataset: {name!r} is already registered"
-                         + ("" if name in _SHIPPED else " (pass replace=True to redefine it)"))
+    check_new_name("register_dataset", name, DATASETS, _SHIPPED, replace)
     if not callable(loader):
         raise ValueError(f"register_dataset: loader for {name!r} must be callable")
     for what, names in (("activity_names", activity_names), ("placement_names", placement_names),

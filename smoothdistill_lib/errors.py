@@ -77,5 +77,16 @@ def warn_incomplete(message: str, subset_ok: bool | None = None, *, stacklevel: 
     return True
 
 
-__all__ = ["ALLOW_SUBSET_ENV", "CheckpointError", "ConfigError", "DirtyCheckout", "EnvironmentMismatch",
+__all__ = ["ALLOW_SUBSET_ENV", "CheckpointError", "check_new_name", "ConfigError", "DirtyCheckout", "EnvironmentMismatch",
            "ExperimentLocked", "IncompleteDataWarning", "UserError", "subset_allowed", "warn_incomplete"]
+
+
+def check_new_name(kind: str, name, registry, shipped, replace: bool) -> None:
+    """The naming rule every registry (``datasets.register_dataset``, ``models.register_model``)
+    applies to a new entry: a plain identifier, not a shipped name, not a registered one unless
+    ``replace``. ``kind`` names the calling function in the message."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{kind}: name {name!r} must be a plain identifier (letters, digits, _)")
+    if name in shipped or (name in registry and not replace):
+        raise ValueError(f"{kind}: {name!r} is already registered"
+                         + ("" if name in shipped else " (pass replace=True to redefine it)"))

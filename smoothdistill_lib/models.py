@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from smoothdistill_lib.errors import check_new_name
 from smoothdistill_lib.windows import to_layout
 
 DEFAULT_WINDOW_LENGTH = 100
@@ -318,11 +319,7 @@ def register_model(name: str, builder: Callable[..., MultiHeadModel], descriptio
     windows, among them). A module defining nets registers them itself (e.g. ``students``), so
     imports stay one-way. Registering an existing name raises unless ``replace``; the shipped names
     cannot be replaced."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"register_model: name {name!r} must be a plain identifier (letters, digits, _)")
-    if name in _SHIPPED_MODELS or (name in MODELS and not replace):
-        raise ValueError(f"register_model: {name!r} is already registered"
-                         + ("" if name in _SHIPPED_MODELS else " (pass replace=True to redefine it)"))
+    check_new_name("register_model", name, MODELS, _SHIPPED_MODELS, replace)
     if not callable(builder):
         raise ValueError(f"register_model: builder for {name!r} must be callable")
     if layout not in ("faithful", "axes"):
