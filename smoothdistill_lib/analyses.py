@@ -10,7 +10,9 @@
 - :func:`histories`: the training histories, the input of :func:`plots.plot_history`;
 - :func:`as_roles` and :func:`convergence_effects`: the long-mode grid (``configs/long.yaml``) read
   as multitask / EMA weights / Smooth-Distill, and the paired effects that answer the paper's
-  question with intervals and Holm-adjusted p-values.
+  question with intervals and Holm-adjusted p-values; :func:`ranking` and :func:`convergence_answers`
+  turn them into the chapters' answers; :func:`grid_progress` and :func:`run_cost` say how far the
+  grid has got and what the rest costs.
 
 Inputs are the tidy frame (``records.load_records``) or :class:`records.Records` / raw records.
 """
@@ -24,7 +26,7 @@ import pandas as pd
 
 from smoothdistill_lib import stats
 from smoothdistill_lib.ema import run_scale
-from smoothdistill_lib.methods import paper_order
+from smoothdistill_lib.methods import METHODS, paper_order
 from smoothdistill_lib.records import Records, raw_records
 from smoothdistill_lib.report import eval_sizes, one_setting, rows_where
 
@@ -291,11 +293,27 @@ def effect_phrase(effects: pd.DataFrame, dataset: str, protocol: str, comparison
 
 
 def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
-    """Runs planned and finished per method, in the plan's order. ``plan``: the grid's
-    ``experiment.RunSpec`` list (``experiment.expand``); ``df``: its records (None: none yet)."""
+    """Runs planned and finished per method, in the plan's order, and the core-hours the pending runs
+    would take. ``plan``: the grid's ``experiment.RunSpec`` list (``experiment.expand``); ``df``: its
+    records (None: none yet).
+
+    ``core-hours left (estimate)``: pending runs x the median training minutes of the method's
+    finished runs; a method with none yet is scaled from the finished runs' median by the registry's
+    ``run_cost`` (``methods.METHODS``: expected cost in multitask runs). Empty where nothing has
+    finished (no measurement to scale).
+    """
     done = set() if df is None else set(df["run_id"])
     d = pd.DataFrame([(s.method, s.run_id in done) for s in plan], columns=["method", "done"])
-    return d.groupby("method", sort=False).agg(runs=("done", "size"), finished=("done", "sum"))
+    out = d.groupby("method", sort=False).agg(runs=("done", "size"), finished=("done", "sum"))
+    runs = None if df is None else df.drop_duplicates("run_id")
+    if runs is None or runs.empty:
+        return out
+    minutes = (runs["train_seconds"] / 60).groupby(runs["method"].astype(str)).median()
+    # one multitask run's minutes, from every finished method (each divided by its own run_cost)
+    per_cost = float(np.median([m / METHODS[k].run_cost for k, m in minutes.items() if k in METHODS]))
+    each = [minutes.get(k, per_cost * METHODS[k].run_cost if k in METHODS else np.nan) for k in out.index]
+    out["core-hours left (estimate)"] = ((out["runs"] - out["finished"]) * np.array(each) / 60).round(1)
+    return out
 
 
 def run_cost(df: pd.DataFrame) -> pd.DataFrame:
@@ -306,6 +324,115 @@ def run_cost(df: pd.DataFrame) -> pd.DataFrame:
                        steps=runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"]))
     return runs.pivot_table(index=["dataset", "protocol"], columns="method", values=["minutes", "steps"],
                             aggfunc="median").round(1)
+
+
+#: short names of the roles for prose (baselines: their ``methods.METHODS`` label)
+ROLE_NAMES = {"multitask": "multitask", "ema_weights": "EMA weights alone", "smooth_distill": "Smooth-Distill",
+              "sd_teacher": "Smooth-Distill's teacher"}
+
+
+def role_name(role: str) -> str:
+    """How prose names a role of :func:`as_roles` or a baseline method."""
+    return ROLE_NAMES.get(role) or (METHODS[role].label if role in METHODS else role)
+
+
+def ranking(df: pd.DataFrame, task: int = 1, split: str = "test", metric: str = "accuracy",
+            lam: float = 0.5) -> pd.DataFrame:
+    """Every role (:func:`as_roles`) of each dataset x protocol ordered best first by its mean
+    ``metric``: columns ``mean``, ``seeds`` and ``rank`` (1 = best), index (dataset, protocol, role).
+    A ranking of means: :func:`convergence_effects` says which of its steps the seeds can resolve."""
+    r = rows_where(as_roles(df, lam), task=task, split=split, who="student")
+    t = (r.groupby(["dataset", "protocol", "method"], observed=True)[metric]
+         .agg(mean="mean", seeds="count").reset_index()
+         .sort_values(["dataset", "protocol", "mean"], ascending=[True, True, False], kind="stable"))
+    t["rank"] = t.groupby(["dataset", "protocol"]).cumcount() + 1
+    return t.rename(columns={"method": "role"}).set_index(["dataset", "protocol", "role"])
+
+
+def _brief(effects: pd.DataFrame, key: tuple[str, str, str]) -> str:
+    """One effect row in a few characters: "+2.36 [-1.10, +5.82], Holm p = 1.000"."""
+    e = effects.loc[key]
+    lo, hi = e["nb_ci"]
+    return f"{e['effect']:+.2f} [{lo:+.2f}, {hi:+.2f}], Holm p = {e['p (NB, Holm)']:.3f}"
+
+
+def _cells(effects: pd.DataFrame, comparison: str) -> tuple[str, str]:
+    """Every dataset x protocol row of one comparison in brief, and how many of their Nadeau-Bengio
+    intervals lie above / below zero, as text."""
+    if effects.empty or comparison not in set(effects.index.get_level_values("comparison")):
+        return "", ""
+    rows = effects.xs(comparison, level="comparison")
+    text = "; ".join(f"{ds} {protocol} {_brief(effects, (ds, protocol, comparison))}"
+                     for ds, protocol in rows.index)
+    above = int(sum(lo > 0 for lo, _ in rows["nb_ci"]))
+    below = int(sum(hi < 0 for _, hi in rows["nb_ci"]))
+    n = len(rows)
+    if above == below == 0:
+        return text, f"none of the {n} intervals excludes zero"
+    return text, f"intervals wholly above zero: {above} of {n}, wholly below: {below} of {n}"
+
+
+def _sentence(text: str) -> str:
+    """First letter up (str.capitalize would lower every other letter: "Smooth-Distill")."""
+    return text[:1].upper() + text[1:]
+
+
+def convergence_answers(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",
+                        lam: float = 0.5) -> dict[str, str]:
+    """The long-mode grid's answers to the paper's questions, as sentences built from the records:
+    ``{question: answer}`` in the order the chapters ask them. Effects are paired differences in
+    points of ``metric`` with 95 % Nadeau-Bengio intervals and Holm-adjusted p-values over the whole
+    :func:`convergence_effects` table (one family); a question whose runs are missing says so."""
+    e = convergence_effects(df, task=task, metric=metric, split=split, lam=lam)
+    rank = ranking(df, task=task, split=split, metric=metric, lam=lam)
+    out = {}
+
+    text, resolved = _cells(e, "Smooth-Distill over multitask")
+    out["Does Smooth-Distill beat multitask at the paper's decay?"] = (
+        f"Smooth-Distill minus multitask, points of task-{task} {split} {metric} (95 % Nadeau-Bengio interval, "
+        f"Holm-adjusted p): {text}. {_sentence(resolved)}." if text
+        else "Not yet: no cell has two seeds of both lambda = 0 and lambda = 0.5.")
+
+    avg, avg_resolved = _cells(e, "weight averaging alone")
+    dist, dist_resolved = _cells(e, "distillation beyond averaging")
+    out["How much of the gain is weight averaging, how much distillation?"] = (
+        f"Weight averaging alone (the lambda = 0 teacher minus its student): {avg}; {avg_resolved}. "
+        f"Distillation beyond averaging (Smooth-Distill minus the lambda = 0 teacher): {dist}; "
+        f"{dist_resolved}." if avg else "Not yet.")
+
+    lines = []
+    for ds in sorted({k[0] for k in rank.index}):
+        cell = {p: rank.loc[(ds, p)]["mean"] for p in ("paper", "subject") if (ds, p) in rank.index.droplevel(2)}
+        if len(cell) < 2 or "multitask" not in cell["paper"] or "multitask" not in cell["subject"]:
+            continue
+        gains = {p: f"{e.loc[(ds, p, 'Smooth-Distill over multitask')]['effect']:+.2f}"
+                 if (ds, p, "Smooth-Distill over multitask") in e.index else "not yet paired" for p in cell}
+        lines.append(f"on {ds}, multitask falls from {cell['paper']['multitask']:.1f} % (random windows) to "
+                     f"{cell['subject']['multitask']:.1f} % (unseen subjects), and Smooth-Distill's gain over it "
+                     f"is {gains['paper']} points with random windows and {gains['subject']} with unseen subjects")
+    out["How much survives held-out subjects?"] = (_sentence("; ".join(lines)) + "." if lines
+                                                   else "Not yet: both protocols of a dataset are needed.")
+
+    order = []
+    for (ds, protocol), g in rank.groupby(level=["dataset", "protocol"], sort=True):
+        g = g.droplevel(["dataset", "protocol"])
+        lo, hi = int(g["seeds"].min()), int(g["seeds"].max())
+        seeds = f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
+        order.append(f"{ds} {protocol}: " + " > ".join(f"{role_name(r)} {m:.1f}" for r, m in g["mean"].items())
+                     + f" ({seeds})")
+    out["How do the methods rank?"] = (f"By mean task-{task} {split} {metric} (%), best first: " + "; ".join(order)
+                                       + ". A ranking of means; the intervals above say which steps the seeds resolve."
+                                       if order else "Not yet.")
+
+    ba, ba_resolved = _cells(e, "Born-Again over Smooth-Distill")
+    minutes = df.drop_duplicates("run_id").groupby("method", observed=True)["train_seconds"].median()
+    cost = minutes.get("born_again", np.nan) / minutes.get("smooth_distill", np.nan)
+    out["Does Born-Again match Smooth-Distill, as the paper says?"] = (
+        f"Born-Again minus Smooth-Distill: {ba}; {ba_resolved}. Born-Again trains two networks one after "
+        f"the other: a run took {cost:.1f} times as long as a Smooth-Distill run (median training times of "
+        f"the records)." if ba else
+        "Not yet: no Born-Again records with two seeds (`run configs/long.yaml --methods born_again`).")
+    return out
 
 
 def ema_vs_distillation(df: pd.DataFrame, lam: float = 0.5, task: int = 1, metric: str = "accuracy",

@@ -104,7 +104,8 @@ def test_grid_progress_and_run_cost():
                        "train_seconds": [600.0, 600.0, 300.0], "epochs": [16, 16, 15], "n_fit": [640, 640, 700],
                        "batch_size": 64})
     p = analyses.grid_progress(plan, df)
-    assert p.to_dict("index") == {"smooth_distill": {"runs": 3, "finished": 2}, "born_again": {"runs": 3, "finished": 0}}
+    assert p[["runs", "finished"]].to_dict("index") == {"smooth_distill": {"runs": 3, "finished": 2},
+                                                        "born_again": {"runs": 3, "finished": 0}}
     assert analyses.grid_progress(plan, None)["finished"].sum() == 0
     c = analyses.run_cost(df)  # one row per run: medians of (10, 5) minutes and (160, 165) steps
     assert c.loc[("wisdm", "paper"), ("minutes", "smooth_distill")] == 7.5
@@ -117,3 +118,79 @@ def test_role_means_in_role_order_with_seeds():
     assert names == [analyses.ROLE_LABELS[k] for k in analyses.ROLE_LABELS] + ["singletask"]
     row = t.loc[("wisdm", "paper", analyses.ROLE_LABELS["ema_weights"])]
     assert row["task 1 accuracy (%)"] == pytest.approx(np.mean(ACC[(0.0, "teacher")]), abs=0.01) and row["seeds"] == 3
+
+
+def _with_born_again(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` plus Born-Again students 1 point below Smooth-Distill's (seed by seed), per protocol."""
+    sd = df.query("method == 'smooth_distill' and lam == 0.5 and who == 'student'")
+    below = np.resize([1.0, 0.5, 1.5], len(sd))  # 1 point on average, seed by seed
+    return pd.concat([df, sd.assign(method="born_again", lam=np.nan, accuracy=sd["accuracy"] - below)],
+                     ignore_index=True)
+
+
+def test_grid_progress_estimates_the_core_hours_left_from_measured_runs():
+    from types import SimpleNamespace
+
+    from smoothdistill_lib.methods import METHODS
+
+    plan = [SimpleNamespace(method=m, run_id=f"{m}{k}") for m in ("smooth_distill", "born_again") for k in range(4)]
+    df = pd.DataFrame({"run_id": ["smooth_distill0", "smooth_distill1", "born_again0"],
+                       "method": ["smooth_distill", "smooth_distill", "born_again"],
+                       "train_seconds": [300.0, 420.0, 900.0]})
+    p = analyses.grid_progress(plan, df)
+    # pending x the method's own median minutes: 2 x 6 min and 3 x 15 min
+    assert p.loc["smooth_distill", "core-hours left (estimate)"] == pytest.approx(round(2 * 6 / 60, 1))
+    assert p.loc["born_again", "core-hours left (estimate)"] == pytest.approx(round(3 * 15 / 60, 1))
+    # a method with no finished run is scaled from the others by the registry's run_cost
+    only_sd = analyses.grid_progress(plan, df.iloc[:2])
+    per_multitask = 6.0 / METHODS["smooth_distill"].run_cost
+    expected = 4 * per_multitask * METHODS["born_again"].run_cost / 60
+    assert only_sd.loc["born_again", "core-hours left (estimate)"] == pytest.approx(round(expected, 1))
+    assert "core-hours left (estimate)" not in analyses.grid_progress(plan, None)
+
+
+def test_ranking_orders_roles_best_first_with_their_seeds():
+    r = analyses.ranking(_with_born_again(_records()))
+    cell = r.loc[("wisdm", "paper")]
+    means = {role: np.mean(ACC[k]) for role, k in (("multitask", (0.0, "student")), ("ema_weights", (0.0, "teacher")),
+                                                   ("smooth_distill", (0.5, "student")), ("sd_teacher", (0.5, "teacher")))}
+    means["born_again"] = means["smooth_distill"] - 1.0  # on average over the seeds
+    means["singletask"] = 59.0
+    assert list(cell.index) == sorted(means, key=means.get, reverse=True)
+    assert cell["rank"].tolist() == list(range(1, 7)) and (cell["seeds"] == 3).all()
+    np.testing.assert_allclose(cell["mean"], sorted(means.values(), reverse=True))
+
+
+def test_convergence_answers_state_each_question_from_the_records():
+    df = _with_born_again(_records(("paper", "subject")))
+    df.loc[(df["protocol"] == "subject") & (df["method"] == "smooth_distill") & (df["lam"] == 0.0)
+           & (df["who"] == "student"), "accuracy"] -= 20.0  # unseen subjects: multitask 20 points lower
+    df["train_seconds"] = np.where(df["method"] == "born_again", 600.0, 300.0)
+    df["run_id"] = [f"{m} {lam} {p} {seed}" for m, lam, p, seed in zip(df["method"], df["lam"], df["protocol"], df["seed"])]
+    a = analyses.convergence_answers(df)
+    assert list(a) == ["Does Smooth-Distill beat multitask at the paper's decay?",
+                       "How much of the gain is weight averaging, how much distillation?",
+                       "How much survives held-out subjects?", "How do the methods rank?",
+                       "Does Born-Again match Smooth-Distill, as the paper says?"]
+    e = analyses.convergence_effects(df)
+    lo, hi = e.loc[("wisdm", "paper", "Smooth-Distill over multitask")]["nb_ci"]
+    assert f"wisdm paper +4.17 [{lo:+.2f}, {hi:+.2f}], Holm p = " in a["Does Smooth-Distill beat multitask at the paper's decay?"]
+    assert "wisdm subject +24.17" in a["Does Smooth-Distill beat multitask at the paper's decay?"]
+    held_out = a["How much survives held-out subjects?"]
+    assert held_out.startswith("On wisdm, multitask falls from 61.0 % (random windows) to 41.0 % (unseen subjects)")
+    assert "+4.17 points with random windows and +24.17 with unseen subjects" in held_out
+    assert a["How do the methods rank?"].startswith(
+        "By mean task-1 test accuracy (%), best first: wisdm paper: Smooth-Distill's teacher 65.8 > Smooth-Distill 65.2 >")
+    ba = a["Does Born-Again match Smooth-Distill, as the paper says?"]
+    assert "wisdm paper -1.00 [" in ba and "a run took 2.0 times as long" in ba
+    # differences of 1, 0.5, 1.5 points: the t interval alone (+-1.24) already crosses zero
+    assert e.loc[("wisdm", "paper", "Born-Again over Smooth-Distill")]["nb_ci"][1] > 0
+    assert "none of the 2 intervals excludes zero" in ba
+
+
+def test_convergence_answers_say_what_is_missing():
+    one_seed = _records().query("seed == 0").assign(train_seconds=300.0, run_id="r")
+    a = analyses.convergence_answers(one_seed)
+    assert a["Does Smooth-Distill beat multitask at the paper's decay?"].startswith("Not yet")
+    assert a["Does Born-Again match Smooth-Distill, as the paper says?"].startswith("Not yet: no Born-Again records")
+    assert a["How much survives held-out subjects?"].startswith("Not yet: both protocols")

@@ -562,3 +562,16 @@ def test_long_mode_is_the_papers_decay_with_ten_thousand_steps():
     assert {s.seed for s in specs} == {0, 1, 2} and get_mode("long").max_windows is None
     sd = [s for s in specs if s.method == "smooth_distill"]
     assert len(sd) == 2 * 2 * 2 * 3 and {s.lam for s in sd} == {0.5, 0.0}
+
+
+def test_long_lambda_sweep_completes_the_long_grids_seed_zero():
+    """configs/long_lambda.yaml adds the other lambdas to the long grid's seed 0 (WISDM, paper
+    protocol): same mode, decay, steps, split and seed, and no lambda the long grid already holds."""
+    sweep = experiment.expand(experiment.read_config(ROOT / "configs" / "long_lambda.yaml"))
+    grid = [s for s in experiment.expand(experiment.read_config(ROOT / "configs" / "long.yaml"))
+            if s.method == "smooth_distill" and s.dataset == "wisdm" and s.protocol == "paper" and s.seed == 0]
+    assert {s.lam for s in sweep} == {0.001, 0.1, 1.0} and {s.lam for s in grid} == {0.0, 0.5}
+    for key in ("mode", "seed", "fold", "split_seed", "dataset", "protocol", "model", "layout"):
+        assert {getattr(s, key) for s in sweep} == {getattr(s, key) for s in grid}, key
+    strip = lambda t: {k: v for k, v in t.items() if k != "lam"}  # noqa: E731
+    assert all(strip(s.train) == strip(grid[0].train) for s in sweep)
