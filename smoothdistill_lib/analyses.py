@@ -391,13 +391,13 @@ def convergence_answers(df: pd.DataFrame, task: int = 1, metric: str = "accuracy
     out["Does Smooth-Distill beat multitask at the paper's decay?"] = (
         f"Smooth-Distill minus multitask, points of task-{task} {split} {metric} (95 % Nadeau-Bengio interval, "
         f"Holm-adjusted p): {text}. {_sentence(resolved)}." if text
-        else "Not yet: no cell has two seeds of both lambda = 0 and lambda = 0.5.")
+        else f"Not yet: no cell has two seeds of both $\\lambda = 0$ and $\\lambda = {lam:g}$.")
 
     avg, avg_resolved = _cells(e, "weight averaging alone")
     dist, dist_resolved = _cells(e, "distillation beyond averaging")
     out["How much of the gain is weight averaging, how much distillation?"] = (
-        f"Weight averaging alone (the lambda = 0 teacher minus its student): {avg}; {avg_resolved}. "
-        f"Distillation beyond averaging (Smooth-Distill minus the lambda = 0 teacher): {dist}; "
+        f"Weight averaging alone (the $\\lambda = 0$ teacher minus its student): {avg}; {avg_resolved}. "
+        f"Distillation beyond averaging (Smooth-Distill minus the $\\lambda = 0$ teacher): {dist}; "
         f"{dist_resolved}." if avg else "Not yet.")
 
     lines = []
