@@ -293,9 +293,9 @@ def effect_phrase(effects: pd.DataFrame, dataset: str, protocol: str, comparison
 
 
 def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
-    """Runs planned and finished per method, in the plan's order, and the core-hours the pending runs
-    would take. ``plan``: the grid's ``experiment.RunSpec`` list (``experiment.expand``); ``df``: its
-    records (None: none yet).
+    """Runs planned and finished per method, in the plan's order, the core-hours (training time) the
+    finished runs took and those the pending runs would take. ``plan``: the grid's
+    ``experiment.RunSpec`` list (``experiment.expand``); ``df``: its records (None: none yet).
 
     ``core-hours left (estimate)``: pending runs x the median training minutes of the method's
     finished runs; a method with none yet is scaled from the finished runs' median by the registry's
@@ -305,10 +305,12 @@ def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
     done = set() if df is None else set(df["run_id"])
     d = pd.DataFrame([(s.method, s.run_id in done) for s in plan], columns=["method", "done"])
     out = d.groupby("method", sort=False).agg(runs=("done", "size"), finished=("done", "sum"))
-    runs = None if df is None else df.drop_duplicates("run_id")
+    runs = None if df is None else df[df["run_id"].isin({s.run_id for s in plan})].drop_duplicates("run_id")
     if runs is None or runs.empty:
         return out
-    minutes = (runs["train_seconds"] / 60).groupby(runs["method"].astype(str)).median()
+    seconds = runs["train_seconds"].groupby(runs["method"].astype(str))
+    out["core-hours spent"] = (seconds.sum().reindex(out.index).fillna(0.0) / 3600).round(1)
+    minutes = seconds.median() / 60
     # one multitask run's minutes, from every finished method (each divided by its own run_cost)
     per_cost = float(np.median([m / METHODS[k].run_cost for k, m in minutes.items() if k in METHODS]))
     each = [minutes.get(k, per_cost * METHODS[k].run_cost if k in METHODS else np.nan) for k in out.index]

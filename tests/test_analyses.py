@@ -141,12 +141,15 @@ def test_grid_progress_estimates_the_core_hours_left_from_measured_runs():
     # pending x the method's own median minutes: 2 x 6 min and 3 x 15 min
     assert p.loc["smooth_distill", "core-hours left (estimate)"] == pytest.approx(round(2 * 6 / 60, 1))
     assert p.loc["born_again", "core-hours left (estimate)"] == pytest.approx(round(3 * 15 / 60, 1))
+    assert p["core-hours spent"].to_dict() == {"smooth_distill": round(720 / 3600, 1), "born_again": round(900 / 3600, 1)}
     # a method with no finished run is scaled from the others by the registry's run_cost
     only_sd = analyses.grid_progress(plan, df.iloc[:2])
     per_multitask = 6.0 / METHODS["smooth_distill"].run_cost
     expected = 4 * per_multitask * METHODS["born_again"].run_cost / 60
     assert only_sd.loc["born_again", "core-hours left (estimate)"] == pytest.approx(round(expected, 1))
     assert "core-hours left (estimate)" not in analyses.grid_progress(plan, None)
+    other_grid = df.assign(run_id="not in this plan")  # records of another grid measure nothing here
+    assert "core-hours spent" not in analyses.grid_progress(plan, other_grid)
 
 
 def test_ranking_orders_roles_best_first_with_their_seeds():
