@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import os
 import re
 import signal
@@ -497,7 +498,7 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
 
 
 # ----------------------------------------------------------------------------- run identity
-@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu"])
+@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long"])
 def test_recorded_grids_keep_their_run_ids(name):
     """Options added to the engine or the modes later (e.g. ``min_steps``) are left out of run ids
     while off: every committed record is still part of its config's grid, so nothing is stale."""
@@ -507,6 +508,22 @@ def test_recorded_grids_keep_their_run_ids(name):
     modes = {r["spec"]["mode"] for r in recs}
     grid = {s.run_id for m in modes for s in experiment.expand(experiment.read_config(ROOT / "configs" / f"{name}.yaml"), m)}
     assert {r["run_id"] for r in recs} <= grid
+
+
+@pytest.mark.parametrize("name", ["long"])
+def test_long_records_are_at_the_papers_decay_and_ten_thousand_steps(name):
+    """What the long grid's records must be to count as evidence at convergence: long mode, the
+    paper's a = 0.999, at least 10,000 optimizer steps that ran (epochs in the history x batches per
+    epoch), fold 0, every window present (no cap), one numeric environment (CPU torch, one thread)."""
+    recs = [records.read_record(p) for p in sorted((ROOT / "results" / name / "runs").glob("*.json"))]
+    assert recs
+    for r in recs:
+        steps = len(r["history"]) * math.ceil(r["data"]["n_fit"] / r["config"]["batch_size"])
+        assert r["spec"]["mode"] == "long" and r["config"]["ema_decay"] == 0.999, r["run_id"]
+        assert steps >= 10_000 and r["spec"]["fold"] == 0, r["run_id"]
+        assert r["data"]["options"]["max_windows"] is None and r["data"]["n_windows"] == r["data"]["options"]["n_windows_uncapped"]
+        assert (r["provenance"]["threads"], r["provenance"]["cuda"]) == (1, None), r["run_id"]
+    assert len({r["provenance"]["torch"] for r in recs}) == 1
 
 
 def _env_run(torch_version: str, threads: int = 1):
