@@ -392,7 +392,8 @@ def convergence_answers(df: pd.DataFrame, task: int = 1, metric: str = "accuracy
     text, resolved = _cells(e, "Smooth-Distill over multitask")
     out["Does Smooth-Distill beat multitask at the paper's decay?"] = (
         f"Smooth-Distill minus multitask, points of task-{task} {split} {metric} (95 % Nadeau-Bengio interval, "
-        f"Holm-adjusted p): {text}. {_sentence(resolved)}." if text
+        f"Holm-adjusted p): {text}. {_sentence(resolved)}. Each interval is 95 % for its own comparison; the "
+        f"Holm-adjusted p-values account for every comparison of the table at once." if text
         else f"Not yet: no cell has two seeds of both $\\lambda = 0$ and $\\lambda = {lam:g}$.")
 
     avg, avg_resolved = _cells(e, "weight averaging alone")
