@@ -238,7 +238,7 @@ def as_roles(df: pd.DataFrame, lam: float = 0.5) -> pd.DataFrame:
 
 def role_means(df: pd.DataFrame, split: str = "test", lam: float = 0.5) -> pd.DataFrame:
     """Mean accuracy of each role (:func:`as_roles`, labelled by :data:`ROLE_LABELS`, in that order,
-    then the baselines) per dataset and protocol, both tasks, with the number of seeds behind it."""
+    then the baselines by their ``methods.METHODS`` label) per dataset and protocol, both tasks, with the number of seeds behind it."""
     r = as_roles(df, lam).query("split == @split")
     order = [*ROLE_LABELS, *sorted(set(r["method"]) - set(ROLE_LABELS))]
     r = r.assign(method=pd.Categorical(r["method"], order))
@@ -246,7 +246,8 @@ def role_means(df: pd.DataFrame, split: str = "test", lam: float = 0.5) -> pd.Da
                       aggfunc=["mean", "count"], observed=True).round(2)
     out = pd.DataFrame({f"task {k} accuracy (%)": t[("mean", k)] for k in sorted(r["task"].unique())})
     out["seeds"] = t[("count", sorted(r["task"].unique())[0])].astype(int)
-    return out.rename(index=ROLE_LABELS, level="method")
+    labels = ROLE_LABELS | {m: METHODS[m].label for m in order if m in METHODS and m not in ROLE_LABELS}
+    return out.rename(index=labels, level="method")
 
 
 def convergence_effects(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",

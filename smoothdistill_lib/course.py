@@ -153,12 +153,23 @@ def exercise_list(chapter: nbformat.NotebookNode) -> list[dict]:
 _TRAINS = re.compile(r"\b(run|fit|run_experiment)\(")
 
 
+def _prose(cell: nbformat.NotebookNode) -> list[str]:
+    """What a reader reads of a cell: a markdown cell's text, or the markdown outputs of a code cell
+    (the chapters' ``prose.say`` paragraphs, whose numbers come from the computation)."""
+    if cell.cell_type == "markdown":
+        return [cell.source]
+    if cell.cell_type != "code":
+        return []
+    texts = (o.get("data", {}).get("text/markdown") for o in cell.get("outputs", []))
+    return ["".join(t) if isinstance(t, list) else t for t in texts if t]
+
+
 def prerequisites(chapter: nbformat.NotebookNode, number: int) -> list[int]:
-    """The earlier chapters this one refers to ("chapter 5", "chapters 3 and 4" or a link ``05_x.ipynb``)."""
+    """The earlier chapters this one refers to ("chapter 5", "chapters 3 and 4" or a link ``05_x.ipynb``)
+    in its markdown and in the markdown its code cells print (solutions in ``<details>`` left out)."""
     found: set[int] = set()
     for cell in chapter.cells:
-        if cell.cell_type == "markdown":
-            text = _DETAILS.sub("", cell.source)
+        for text in (_DETAILS.sub("", t) for t in _prose(cell)):
             for m in re.finditer(r"[Cc]hapters? (\d+)((?:(?:, | and | or )\d+)*)", text):
                 found.update(int(n) for n in re.findall(r"\d+", m.group(0)))
             found.update(int(n) for n in re.findall(r"\]\((\d\d)_[a-z0-9_]+\.ipynb", text))

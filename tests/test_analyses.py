@@ -3,12 +3,15 @@ paired effects with intervals and Holm-adjusted Nadeau-Bengio p-values, on hand-
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as st
 
 from smoothdistill_lib import analyses, stats
+from smoothdistill_lib.methods import METHODS
 
 # (lam, who) -> task-1 test accuracy per seed: the EMA weights gain 3 points on average, distillation
 # adds 1 more, Smooth-Distill's teacher another 0.5
@@ -96,8 +99,6 @@ def test_effect_phrase_reads_one_row():
 
 
 def test_grid_progress_and_run_cost():
-    from types import SimpleNamespace
-
     plan = [SimpleNamespace(method=m, run_id=f"{m}{k}") for m in ("smooth_distill", "born_again") for k in range(3)]
     df = pd.DataFrame({"run_id": ["smooth_distill0", "smooth_distill0", "smooth_distill2"],
                        "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill",
@@ -115,7 +116,7 @@ def test_grid_progress_and_run_cost():
 def test_role_means_in_role_order_with_seeds():
     t = analyses.role_means(_records())
     names = list(t.index.get_level_values("method"))
-    assert names == [analyses.ROLE_LABELS[k] for k in analyses.ROLE_LABELS] + ["singletask"]
+    assert names == [analyses.ROLE_LABELS[k] for k in analyses.ROLE_LABELS] + [METHODS["singletask"].label]
     row = t.loc[("wisdm", "paper", analyses.ROLE_LABELS["ema_weights"])]
     assert row["task 1 accuracy (%)"] == pytest.approx(np.mean(ACC[(0.0, "teacher")]), abs=0.01) and row["seeds"] == 3
 
@@ -129,10 +130,6 @@ def _with_born_again(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_grid_progress_estimates_the_core_hours_left_from_measured_runs():
-    from types import SimpleNamespace
-
-    from smoothdistill_lib.methods import METHODS
-
     plan = [SimpleNamespace(method=m, run_id=f"{m}{k}") for m in ("smooth_distill", "born_again") for k in range(4)]
     df = pd.DataFrame({"run_id": ["smooth_distill0", "smooth_distill1", "born_again0"],
                        "method": ["smooth_distill", "smooth_distill", "born_again"],

@@ -58,6 +58,11 @@ def test_the_guide_reads_goals_exercises_and_prerequisites():
     chapter7 = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "As in chapters 4 and 5, and [chapter 6](06_baselines.ipynb); chapter 9 comes later.")])
     assert course.prerequisites(chapter7, 7) == [4, 5, 6]
+    said = nbformat.v4.new_code_cell("say(...)", outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/markdown": "as chapter 3 showed"}), nbformat.v4.new_output(
+        "stream", text="chapter 2 in a print is not prose")])
+    chapter7.cells.append(said)  # a say() paragraph is prose the reader reads
+    assert course.prerequisites(chapter7, 7) == [3, 4, 5, 6]
 
 
 def test_student_edition_is_up_to_date(tmp_path):
