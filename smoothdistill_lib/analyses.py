@@ -428,6 +428,18 @@ def convergence_answers(df: pd.DataFrame, task: int = 1, metric: str = "accuracy
                                        + ". A ranking of means; the intervals above say which steps the seeds resolve."
                                        if order else "Not yet.")
 
+    means = rank["mean"].unstack("role")
+    if {"sd_teacher", "smooth_distill", "ema_weights"} <= set(means.columns):
+        best = rank[rank["rank"] == 1].index.get_level_values("role")
+        n_best = int(sum(r in ("sd_teacher", "ema_weights") for r in best))
+        n_avg = int((means["ema_weights"] >= means["smooth_distill"]).sum())
+        lead = "An EMA teacher" if 2 * n_best > len(means) else "Not clearly a teacher"
+        out["Which network would you deploy?"] = (
+            f"{lead}: in {n_best} of the {len(means)} cells the most accurate network on average is an EMA teacher "
+            f"(Smooth-Distill's or the $\\lambda = 0$ run's), and in {n_avg} of {len(means)} the EMA weights alone, "
+            "trained without any distillation, are at least as accurate as the distilled Smooth-Distill student. "
+            "The teacher costs nothing extra at inference: it is a network of the same size.")
+
     ba, ba_resolved = _cells(e, "Born-Again over Smooth-Distill")
     minutes = df.drop_duplicates("run_id").groupby("method", observed=True)["train_seconds"].median()
     cost = minutes.get("born_again", np.nan) / minutes.get("smooth_distill", np.nan)

@@ -171,7 +171,11 @@ def test_convergence_answers_state_each_question_from_the_records():
     assert list(a) == ["Does Smooth-Distill beat multitask at the paper's decay?",
                        "How much of the gain is weight averaging, how much distillation?",
                        "How much survives held-out subjects?", "How do the methods rank?",
-                       "Does Born-Again match Smooth-Distill, as the paper says?"]
+                       "Which network would you deploy?", "Does Born-Again match Smooth-Distill, as the paper says?"]
+    # Smooth-Distill's teacher is the best of both cells; the EMA weights (64.0) stay below the student (65.2)
+    assert a["Which network would you deploy?"].startswith(
+        "An EMA teacher: in 2 of the 2 cells the most accurate network on average is an EMA teacher")
+    assert "and in 0 of 2 the EMA weights alone" in a["Which network would you deploy?"]
     e = analyses.convergence_effects(df)
     lo, hi = e.loc[("wisdm", "paper", "Smooth-Distill over multitask")]["nb_ci"]
     assert f"wisdm paper +4.17 [{lo:+.2f}, {hi:+.2f}], Holm p = " in a["Does Smooth-Distill beat multitask at the paper's decay?"]
@@ -194,3 +198,12 @@ def test_convergence_answers_say_what_is_missing():
     assert a["Does Smooth-Distill beat multitask at the paper's decay?"].startswith("Not yet")
     assert a["Does Born-Again match Smooth-Distill, as the paper says?"].startswith("Not yet: no Born-Again records")
     assert a["How much survives held-out subjects?"].startswith("Not yet: both protocols")
+
+
+def test_the_deploy_answer_follows_the_records():
+    df = _records()
+    best_student = (df["lam"] == 0.5) & (df["who"] == "student")
+    df.loc[best_student, "accuracy"] += 10.0  # now the distilled student beats both teachers
+    df = df.assign(train_seconds=300.0, run_id=[f"{lam} {seed}" for lam, seed in zip(df["lam"], df["seed"])])
+    answer = analyses.convergence_answers(df)["Which network would you deploy?"]
+    assert answer.startswith("Not clearly a teacher: in 0 of the 1 cells") and "and in 0 of 1 the EMA weights" in answer
