@@ -132,6 +132,18 @@ def test_prose_cells_are_hidden_in_the_html_and_have_their_output(path):
         "glue records left: numbers in prose come from say(...) cells"
 
 
+@pytest.mark.parametrize("path", [*CHAPTERS, BOOK / "intro.ipynb", BOOK / "instructor_guide.ipynb"], ids=lambda p: p.stem)
+def test_every_figure_has_alt_text(path):
+    """A cell whose stored outputs hold an image names what it shows (``mystnb.image.alt``): the built
+    page's <img> gets it, and tools/check_html.py would otherwise fail the build check."""
+    notebook = nbformat.read(path, as_version=4)
+    missing = [c.get("id") for c in notebook.cells if c.cell_type == "code"
+               and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))
+               and "remove-output" not in c.metadata.get("tags", []) and "remove-cell" not in c.metadata.get("tags", [])
+               and len(c.metadata.get("mystnb", {}).get("image", {}).get("alt", "").split()) < 4]
+    assert not missing, f"figures without alt text (cell metadata mystnb.image.alt) in cells {missing}"
+
+
 def test_solutions_are_collapsed_details():
     solutions = 0
     for path in CHAPTERS:
