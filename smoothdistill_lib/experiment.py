@@ -66,6 +66,12 @@ class Experiment:
     mode: str | None = None
     epochs: int | None = None  # None = the mode's epochs
     split_seed: int = 42  # the authors fix the split seed: identical folds for every method and seed
+    # Cross-validated design (None = the classic grid: seeds x folds on ONE split). R >= 2: R runs per
+    # cell, the r-th on its own test split AND its own seed (seeds[r], default r), validation fold 0:
+    # the paper protocol redraws its random 20 % test split with split_seed + r; the subject protocol
+    # holds out the r-th of R subject groups (data option test_fold = r, n_test_folds = R). Varying
+    # split and seed together is what lets an interval cover split-to-split variation (stats module).
+    resamples: int | None = None
     train_options: dict = field(default_factory=dict)  # extra engine.TrainConfig fields
     data_options: dict = field(default_factory=dict)  # extra pipeline.prepare keyword arguments
     description: str = ""
@@ -121,6 +127,15 @@ class Experiment:
             raise bad("mode", f"{self.mode!r}; choose from {', '.join(MODES)} or leave it out")
         if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 1):
             raise bad("epochs", f"{self.epochs!r} is not a positive integer")
+        if self.resamples is not None:
+            if not _is_int(self.resamples) or self.resamples < 2:
+                raise bad("resamples", f"{self.resamples!r} is not null or an integer >= 2")
+            if self.folds is not None:
+                raise bad("folds", "a cross-validated grid (resamples) uses validation fold 0 of each "
+                                   "resample; leave folds out")
+            if self.seeds is not None and len(self.seeds) != self.resamples:
+                raise bad("seeds", f"a cross-validated grid takes one seed per resample: {self.resamples} "
+                                   f"seeds, got {len(self.seeds)}")
         if not _is_int(self.split_seed) or self.split_seed < 0:
             # scikit-learn's random_state takes 0 .. 2**32 - 1
             raise bad("split_seed", f"{self.split_seed!r} is not an integer >= 0")
@@ -139,6 +154,8 @@ class Experiment:
             except (TypeError, ValueError) as e:
                 raise bad(f"train_options.{k}", str(e)) from None
         reserved = {"dataset", "protocol", "mode", "seed", "layout"} & set(self.data_options)
+        if self.resamples is not None:
+            reserved |= {"test_fold", "n_test_folds", "test_subjects"} & set(self.data_options)
         if reserved:
             raise bad("data_options", f"{sorted(reserved)[0]!r} is set by the grid")
 
@@ -224,6 +241,10 @@ class RunSpec:
             parts.append(f"lam{self.lam:g}")
         if self.train_ratio is not None:
             parts.append(f"r{self.train_ratio:g}")
+        if self.data_options.get("test_fold") is not None:
+            parts.append(f"test{self.data_options['test_fold']}of{self.data_options.get('n_test_folds', 5)}")
+        if self.split_seed != Experiment.split_seed:
+            parts.append(f"split{self.split_seed}")
         return "/".join(parts)
 
     def to_dict(self) -> dict:
@@ -249,17 +270,26 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
     before the next seed, so a grid stopped part-way (and resumed later, in chunks) is still a
     balanced, fair comparison with fewer seeds."""
     ms = resolve_mode(experiment, mode)
-    seeds = experiment.seeds if experiment.seeds is not None else list(range(ms.n_seeds))
+    seeds = experiment.seeds if experiment.seeds is not None else list(range(experiment.resamples or ms.n_seeds))
     folds = experiment.folds if experiment.folds is not None else list(range(ms.n_folds))
     epochs = experiment.epochs if experiment.epochs is not None else ms.epochs
+    if experiment.resamples is not None:  # resample r: seed r, its own test split, validation fold 0
+        rounds = [(seed, [0], r) for r, seed in enumerate(seeds)]
+    else:
+        rounds = [(seed, folds, None) for seed in seeds]
     specs: list[RunSpec] = []
     seen: set[str] = set()
-    for seed in seeds:
+    for seed, seed_folds, resample in rounds:
         for dataset in experiment.datasets:
             for protocol in experiment.protocols:
+                split_seed, data_options = experiment.split_seed, dict(experiment.data_options)
+                if resample is not None and protocol == "paper":
+                    split_seed += resample
+                elif resample is not None:
+                    data_options.update(test_fold=resample, n_test_folds=experiment.resamples)
                 for ratio in experiment.train_ratios:
                     # the paper's ratio ablation has no cross-validation: one fixed split = fold 0
-                    for fold in (folds if ratio is None else [0]):
+                    for fold in (seed_folds if ratio is None else [0]):
                         for model in experiment.models:
                             for method in experiment.methods:
                                 for lam in (experiment.lams if method in LAM_METHODS else [None]):
@@ -273,9 +303,9 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
                                         lam=train.get("lam") if method in LAM_METHODS else None,
                                         train_ratio=None if ratio is None else float(ratio),
                                         layout=MODELS[model].layout,
-                                        split_seed=experiment.split_seed, mode=ms.name,
+                                        split_seed=split_seed, mode=ms.name,
                                         mode_sizes=ms.to_dict(), train=train,
-                                        data_options=dict(experiment.data_options), version=__version__,
+                                        data_options=data_options, version=__version__,
                                     )
                                     if spec.run_id not in seen:  # e.g. lams [None, 0.5] coincide
                                         seen.add(spec.run_id)

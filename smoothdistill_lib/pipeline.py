@@ -98,6 +98,8 @@ def prepare(
     step: int = 60,
     n_folds: int = 5,
     test_subjects=None,
+    test_fold: int | None = None,
+    n_test_folds: int = 5,
     **load_options,
 ) -> Prepared:
     """Load ``dataset`` (a registry name, or a :class:`Recording` already loaded), window it, cap it
@@ -106,7 +108,9 @@ def prepare(
 
     ``mode`` (quick | demo | full, default ``$SMOOTHDISTILL_MODE``) sizes the data: the loader gets it
     (e.g. quick mode loads 3 WISDM subjects) and ``max_windows`` defaults to its cap.
-    ``test_subjects`` (subject protocol only) holds out those subjects instead of drawing them.
+    ``test_subjects`` (subject protocol only) holds out those subjects instead of drawing them;
+    ``test_fold`` = k (subject protocol only) holds out the k-th of ``n_test_folds`` subject groups
+    (subject-wise cross-validation, ``splits.subject_split``).
     ``load_options`` go to ``datasets.load_recording``.
     """
     if protocol not in PROTOCOLS:
@@ -131,11 +135,13 @@ def prepare(
         windows = windows.subset(contiguous_cap(windows, cap, seed))
 
     if protocol == "paper":
-        if test_subjects is not None:
-            raise ValueError("prepare: test_subjects applies to protocol='subject' only")
+        if test_subjects is not None or test_fold is not None:
+            raise ValueError("prepare: test_subjects and test_fold apply to protocol='subject' only (the paper "
+                             "protocol draws a new random test split with another seed)")
         split = paper_split(windows, seed=seed, n_folds=n_folds)
     else:
-        split = subject_split(windows, seed=seed, n_folds=n_folds, test_subjects=test_subjects)
+        split = subject_split(windows, seed=seed, n_folds=n_folds, test_subjects=test_subjects,
+                              test_fold=test_fold, n_test_folds=n_test_folds)
     if len(windows) < n_uncapped:
         split.notes.append(f"capped to {len(windows)} of {n_uncapped} windows (a contiguous block per session, seed {seed})")
     meter = leakage(windows, split)
@@ -152,6 +158,7 @@ def prepare(
         "layout": layout, "normalise": normalise, "length": length, "step": step, "n_folds": n_folds,
         "max_windows": cap, "n_windows_uncapped": n_uncapped, "load_options": load_options,
         **({} if test_subjects is None else {"test_subjects": sorted(test_subjects)}),
+        **({} if test_fold is None else {"test_fold": test_fold, "n_test_folds": n_test_folds}),
     })
     recording = _jsonable({
         "name": rec.name, "n_samples": len(rec), "subjects": [int(s) for s in rec.subjects()],

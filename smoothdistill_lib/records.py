@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoothdistill_lib import compute, metrics, provenance
+from smoothdistill_lib import compute, metrics, predictions, provenance
 from smoothdistill_lib.config import MODES, results_dir
 from smoothdistill_lib.experiment import RunSpec
 from smoothdistill_lib.fileio import canonical_json
@@ -90,6 +90,8 @@ def record_body(spec: RunSpec, prep, fit_idx, val_idx, result, meter, *, started
         "history": result.history.to_dict(orient="records"),
         "compute": cost,
         "provenance": prov,
+        # numpy arrays: the runner writes them beside the record and keeps only their reference
+        "predictions": predictions.arrays_from(result.predictions),
     }
 
 
@@ -173,6 +175,10 @@ def validate_record(rec: Any, source: str = "<record>") -> None:
                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
         if bad:
             raise ValueError(f"{where}: metric {bad[0]!r} is not a number")
+    ref = rec.get("predictions")
+    if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("file"), str)
+                                and isinstance(ref.get("sha256"), str)):
+        raise ValueError(f"{source}: 'predictions' must name a file and its sha256")
 
 
 def read_record(path: str | os.PathLike) -> dict:
@@ -306,6 +312,18 @@ class Records:
     def mode(self) -> str:
         return str(self.df["mode"].iloc[0])
 
+    def predictions(self, run_id: str) -> dict:
+        """The per-window predictions of run ``run_id`` (:func:`predictions.read`: arrays named
+        ``{split}_index``, ``{split}_y{task}_true``, ``{split}_{who}_y{task}_pred``), checked
+        against the sha256 in its record; :class:`predictions.PredictionsError` when it has none."""
+        if run_id not in self.records:
+            raise KeyError(f"run {run_id} is not among the records of {self.name}")
+        return predictions.read(self.folder / "runs", self.records[run_id])
+
+    def has_predictions(self, run_id: str) -> bool:
+        """Whether run ``run_id``'s record names a predictions file (not checked: see :meth:`predictions`)."""
+        return isinstance(self.records.get(run_id, {}).get("predictions"), dict)
+
 
 def load_experiment(experiment: str | os.PathLike, results_root: str | os.PathLike | None = None,
                     mode: str | None = None) -> Records | None:
@@ -343,7 +361,9 @@ def _rows(rec: dict, experiment: str) -> list[dict]:
             "lam": np.nan if s["lam"] is None else float(s["lam"]),
             "train_ratio": np.nan if s["train_ratio"] is None else float(s["train_ratio"]),
             # the epochs that ran: the config the engine returns (``min_steps`` may raise the spec's)
-            "seed": s["seed"], "fold": s["fold"], "epochs": (rec.get("config") or s["train"]).get("epochs"),
+            "seed": s["seed"], "fold": s["fold"], "split_seed": s["split_seed"],
+            # the held-out subject group of a cross-validated subject-protocol run (NaN otherwise)
+            "test_fold": (s["data_options"] or {}).get("test_fold", np.nan), "epochs": (rec.get("config") or s["train"]).get("epochs"),
             "batch_size": s["train"].get("batch_size"), "ema_decay": s["train"].get("ema_decay"),
             "best_epoch": rec["best_epoch"]}
     data = rec["data"]
@@ -385,7 +405,7 @@ def _compute_columns(compute: dict) -> dict:
 
 
 def _check_cells(df: pd.DataFrame, folder: Path) -> None:
-    cell = ["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold"]
+    cell = ["dataset", "protocol", "model", "method", "lam", "train_ratio", "seed", "fold", "split_seed", "test_fold"]
     ids = df.drop_duplicates("run_id").groupby(cell, dropna=False)["run_id"].agg(list)
     clash = ids[ids.map(len) > 1]
     if len(clash):

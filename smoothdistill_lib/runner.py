@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from smoothdistill_lib import compute, engine, provenance, shards
+from smoothdistill_lib import compute, engine, predictions, provenance, shards
 from smoothdistill_lib import stack as stacking
 from smoothdistill_lib.config import results_dir
 from smoothdistill_lib.errors import DirtyCheckout, EnvironmentMismatch, ExperimentLocked
@@ -137,6 +137,9 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                 stale_dir = folder / "stale"
                 stale_dir.mkdir(exist_ok=True)
                 os.replace(runs_dir / f"{run_id}.json", free_name(stale_dir / f"{run_id}.json"))
+                pred = predictions.path_for(runs_dir, run_id)
+                if pred.exists():  # its predictions go with it
+                    os.replace(pred, free_name(predictions.path_for(stale_dir, run_id)))
                 summary.stale.append(run_id)
             else:
                 summary.other_modes[rec_mode] = summary.other_modes.get(rec_mode, 0) + 1
@@ -174,6 +177,9 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                 bar.set_postfix_str(spec.label)
                 bar.update(1)
                 body = dict(body)
+                arrays = body.pop("predictions", None)
+                if arrays is not None:  # the per-window predictions first, then the record naming them
+                    body["predictions"] = predictions.write(runs_dir, spec.run_id, arrays)
                 body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
                 record = jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
                 validate_record(record, source=f"run {spec.label}")

@@ -77,9 +77,11 @@ def paper_split(windows_or_n, seed: int = 42, test_size: float = 0.2, n_folds: i
 
 
 def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, n_folds: int = 5,
-                  test_subjects=None) -> Split:
+                  test_subjects=None, test_fold: int | None = None, n_test_folds: int = 5) -> Split:
     """Hold out whole subjects for test: the ``test_subjects`` given (subject ids as in
-    ``windows.subject``), else ceil(test_fraction * n_subjects) drawn with ``seed``
+    ``windows.subject``); or, with ``test_fold`` = k, the k-th of ``n_test_folds`` subject groups
+    (``GroupKFold`` shuffled with ``seed``: the groups partition the subjects, so k = 0 .. K-1 is
+    subject-wise K-fold cross-validation); else ceil(test_fraction * n_subjects) drawn with ``seed``
     (``GroupShuffleSplit``). Validation folds are grouped by subject (``GroupKFold`` shuffled with
     ``seed``). With fewer training subjects than ``n_folds`` it uses one fold per training subject;
     with a single training subject the folds fall back to a window-wise ``KFold`` (both said in
@@ -92,6 +94,17 @@ def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, 
             "protocol needs at least 2 (use protocol='paper')"
         )
     idx = np.arange(len(windows))
+    if test_fold is not None:
+        if test_subjects is not None:
+            raise ValueError("subject_split: give test_subjects or test_fold, not both")
+        if not (isinstance(n_test_folds, int | np.integer) and 2 <= n_test_folds <= n_subjects):
+            raise ValueError(f"subject_split: n_test_folds={n_test_folds!r} must be an integer from 2 to the "
+                             f"{n_subjects} subjects of {windows.dataset!r}")
+        if not (isinstance(test_fold, int | np.integer) and 0 <= test_fold < n_test_folds):
+            raise ValueError(f"subject_split: test_fold={test_fold!r} must be an integer from 0 to {n_test_folds - 1}")
+        outer = GroupKFold(int(n_test_folds), shuffle=True, random_state=seed)
+        _, held_pos = list(outer.split(idx, groups=subjects))[int(test_fold)]
+        test_subjects = np.unique(subjects[held_pos])
     if test_subjects is None:
         gss = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
         train, test = next(gss.split(idx, groups=subjects))
@@ -106,6 +119,8 @@ def subject_split(windows: Windows, seed: int = 42, test_fraction: float = 0.2, 
         train, test = idx[~held], idx[held]
     train_subjects = np.unique(subjects[train])
     notes = [f"test subjects: {sorted(int(s) for s in np.unique(subjects[test]))}"]
+    if test_fold is not None:
+        notes.append(f"subject group {int(test_fold)} of {int(n_test_folds)} held out (split seed {seed})")
     k = min(n_folds, len(train_subjects))
     if k >= 2:
         splitter = GroupKFold(k, shuffle=True, random_state=seed)
