@@ -30,6 +30,7 @@ HANDLERS = {
     "windows": ("smoothdistill_lib.pipeline", "cli_windows"),
     "train": ("smoothdistill_lib.engine", "cli_train"),
     "run": ("smoothdistill_lib.runner", "cli_run"),
+    "backfill": ("smoothdistill_lib.runner", "cli_backfill"),
     "report": ("smoothdistill_lib.report", "cli_report"),
 }
 
@@ -116,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train runs differing only in seed/fold as one replica-stacked model (default: on for CUDA)")
     r.add_argument("--shard", default=None, metavar="K/N",
                    help="run only shard K of N (1..N) of the grid, balanced by cost (a Slurm job array)")
+
+    b = sub.add_parser("backfill", parents=[debug],
+                       help="re-run records that keep no per-window predictions; add them where the re-run reproduces the record")
+    b.add_argument("config", help="the experiment's config (see configs/)")
+    b.add_argument("--limit", type=_int_at_least(0), default=None, help="re-run at most this many records, then stop")
+    b.add_argument("--methods", default=None, help="comma-separated: only these methods' records")
+    b.add_argument("--require-clean", action="store_true",
+                   help="refuse to start when tracked files have uncommitted changes")
 
     rep = sub.add_parser("report", parents=[debug], help="print an experiment's tables as markdown and write CSVs")
     rep.add_argument("experiment", help="experiment name (folder under results/) or its path")

@@ -7,12 +7,14 @@ same windows, a reader needs each window's prediction. The runner keeps them in 
 ============================  =======  ==============================================
 array                         dtype    shape / meaning
 ============================  =======  ==============================================
-``{split}_index``             int32    (n_split,) absolute window indices (``prep.windows``)
+``{split}_index``             int32    (n_split,) absolute window indices (``prep.windows``), sorted
 ``{split}_y{task}_true``      uint8*   (n_split,) true labels of task 1 / task 2
 ``{split}_{who}_y{task}_pred`` uint8*  (n_split,) predicted labels; who = student | teacher
 ============================  =======  ==============================================
 
-``split`` is ``val`` or ``test``; ``*`` uint16 when a task has more than 255 classes. The record
+``split`` is ``val`` or ``test``; ``*`` uint16 when a task has more than 255 classes. Every array of
+a split is ordered by window index: runs on one split line up window for window, and neighbouring
+windows (which share labels) sit together, which halves the compressed size. The record
 names the file and its sha256 (``record["predictions"]``); :func:`read` refuses a file whose hash
 differs. The file is written byte-for-byte deterministically (fixed zip timestamps), so the same
 predictions always have the same sha256 and a re-run that reproduces a run reproduces its hash.
@@ -60,14 +62,15 @@ def arrays_from(predictions: Mapping) -> dict[str, np.ndarray]:
     for (split, who), p in sorted(predictions.items()):
         if split not in SPLITS or who not in WHOS:
             continue
-        index = np.asarray(p["index"])
+        order = np.argsort(np.asarray(p["index"]), kind="stable")
+        index = np.asarray(p["index"])[order]
         if f"{split}_index" in out:
             if not np.array_equal(out[f"{split}_index"], index):
                 raise ValueError(f"predictions: {split} windows of {who} differ from the other network's")
         else:
             out[f"{split}_index"] = index.astype(np.int32)
         for task in (1, 2):
-            true, pred = np.asarray(p[f"y{task}_true"]), np.asarray(p[f"y{task}_pred"])
+            true, pred = np.asarray(p[f"y{task}_true"])[order], np.asarray(p[f"y{task}_pred"])[order]
             dtype = _label_dtype(true, pred)
             out.setdefault(f"{split}_y{task}_true", true.astype(dtype))
             out[f"{split}_{who}_y{task}_pred"] = pred.astype(dtype)

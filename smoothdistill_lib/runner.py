@@ -31,9 +31,10 @@ from tqdm.auto import tqdm
 
 from smoothdistill_lib import compute, engine, predictions, provenance, shards
 from smoothdistill_lib import stack as stacking
-from smoothdistill_lib.config import results_dir
+from smoothdistill_lib.config import MODES, results_dir
 from smoothdistill_lib.errors import DirtyCheckout, EnvironmentMismatch, ExperimentLocked
 from smoothdistill_lib.experiment import (
+    TRAIN_ADDED_LATER,
     Experiment,
     RunSpec,
     as_experiment,
@@ -211,6 +212,139 @@ def cli_run(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- backfilling predictions
+#: the parts of a record a re-run must reproduce exactly (timings and provenance may differ)
+REPRODUCED = ("config", "data", "best_epoch", "best_epochs", "evaluation", "history")
+_TIMING_COLUMNS = ("epoch_seconds",)
+
+
+def _reproducible(rec: dict) -> dict:
+    """The parts of a record (or record body) in :data:`REPRODUCED`, timing columns of the history left out."""
+    out = {k: rec.get(k) for k in REPRODUCED}
+    # how the device was named ("cpu" or left to the engine) is not a number; its kind is checked
+    # with the numeric environment
+    # (options added to the engine later are absent from older records while off: TRAIN_ADDED_LATER)
+    out["config"] = {k: v for k, v in (out["config"] or {}).items()
+                     if k != "device" and not (k in TRAIN_ADDED_LATER and v == TRAIN_ADDED_LATER[k])}
+    out["history"] = [{k: v for k, v in row.items() if k not in _TIMING_COLUMNS} for row in rec.get("history") or []]
+    return jsonable(out)
+
+
+def _leaves(obj, path: str = "") -> dict[str, object]:
+    """Every scalar of a JSON value by its path ("evaluation[3].metrics.accuracy")."""
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in _leaves(val, f"{path}.{key}" if path else str(key)).items()}
+    if isinstance(obj, list):
+        return {k: v for i, val in enumerate(obj) for k, v in _leaves(val, f"{path}[{i}]").items()}
+    return {path: obj}
+
+
+def reproduction_diff(record: dict, body: dict) -> tuple[int, list[str]]:
+    """``(values compared, paths that differ)`` between a committed record and a re-run's body, over
+    :data:`REPRODUCED` (floats compared exactly, as JSON stores them)."""
+    a, b = _leaves(_reproducible(record)), _leaves(_reproducible(body))
+    paths = sorted(set(a) | set(b))
+    return len(paths), [k for k in paths if a.get(k, "<absent>") != b.get(k, "<absent>")]
+
+
+@dataclass
+class BackfillSummary:
+    """What :func:`backfill_predictions` did (also printed by the CLI)."""
+
+    experiment: str
+    had: int = 0  # records that already kept predictions
+    added: list[str] = field(default_factory=list)  # "run_id: N values reproduced"
+    differed: list[str] = field(default_factory=list)  # "run_id: K of N values differ (first ...)"
+    pending: int = 0
+
+    def lines(self) -> list[str]:
+        return ([f"experiment {self.experiment}: {self.had} record(s) had predictions, {len(self.added)} backfilled, "
+                 f"{len(self.differed)} not reproduced, {self.pending} still without"]
+                + [f"backfilled {a}" for a in self.added]
+                + [f"NOT reproduced, record left as it was: {d}" for d in self.differed])
+
+
+def backfill_predictions(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
+                         limit: int | None = None, methods: list[str] | None = None, require_clean: bool = False,
+                         run_fn: RunFn | None = None, progress: bool = True) -> BackfillSummary:
+    """Give the records of ``experiment`` that keep no per-window predictions their predictions, by
+    re-running each one: a re-run must reproduce its record exactly (every value of
+    :data:`REPRODUCED`, floats to the last digit) before its predictions are written and the record
+    names them (``provenance["predictions_backfill"]`` says from which commit). A run that does not
+    reproduce is reported and left as it was: its predictions would describe other networks.
+
+    The numeric environment (torch, device, threads) must match the records' (else
+    :class:`errors.EnvironmentMismatch`); ``limit`` stops after that many re-runs; ``methods``
+    re-runs only those methods' records. Runs on the CPU, one run at a time (no stacking)."""
+    experiment = as_experiment(experiment)
+    folder = Path(results_root or results_dir()) / experiment.name
+    runs_dir = folder / "runs"
+    grid = {s.run_id: s for m in MODES for s in _expand_quietly(experiment, m)}
+    summary = BackfillSummary(experiment.name)
+    # its own lock: a backfill only rewrites finished records, so a `run` may add new ones meanwhile
+    with experiment_lock(folder, experiment.name, ".lock-backfill"):
+        scan = scan_records(runs_dir, quarantine=False)
+        mine = {rid: rec for rid, rec in scan.valid.items() if rid in grid
+                and (methods is None or rec["spec"]["method"] in methods)}
+        todo = [rid for rid, rec in sorted(mine.items()) if "predictions" not in rec]
+        summary.had = len(mine) - len(todo)
+        if limit is not None:
+            summary.pending = max(0, len(todo) - limit)
+            todo = todo[:limit]
+        if not todo:
+            return summary
+        env = provenance.numeric_environment("cpu")
+        conflicts = provenance.environment_conflicts([mine[r] for r in todo], env)
+        if conflicts:
+            what = "; ".join(f"{k} {', '.join(map(str, sorted(v, key=str)))} in the records, {env[k]} here"
+                             for k, v in sorted(conflicts.items()))
+            raise EnvironmentMismatch(f"backfill {experiment.name}: the records were made in another numeric "
+                                      f"environment ({what}); a re-run here cannot reproduce them. Match it "
+                                      "(e.g. OMP_NUM_THREADS=1)")
+        commit, dirty = provenance.git_commit()
+        if dirty and require_clean:
+            raise DirtyCheckout(f"backfill {experiment.name}: the checkout has uncommitted changes to tracked files "
+                                f"(commit {commit}). Commit or stash them, or run without --require-clean")
+        run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
+        for rid in tqdm(todo, desc=f"backfill {experiment.name}", unit="run", disable=not progress):
+            rec = mine[rid]
+            body = dict(run(grid[rid], "cpu"))
+            arrays = body.pop("predictions", None)
+            n, diff = reproduction_diff(rec, body)
+            label = grid[rid].label
+            if arrays is None or diff:
+                why = "the run gave no predictions" if arrays is None else f"{len(diff)} of {n} values differ (first: {diff[0]})"
+                summary.differed.append(f"{rid} ({label}): {why}")
+                continue
+            ref = predictions.write(runs_dir, rid, arrays)
+            new = {**rec, "predictions": ref}
+            new["provenance"] = {**rec["provenance"], "predictions_backfill": {
+                "commit": commit, "dirty": dirty, "values_reproduced": n,
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+            validate_record(new, source=f"backfill {label}")
+            atomic_write_json(runs_dir / f"{rid}.json", new)
+            summary.added.append(f"{rid} ({label}): {n} values reproduced")
+    return summary
+
+
+def _expand_quietly(experiment: Experiment, mode: str) -> list[RunSpec]:
+    """The grid of ``experiment`` in ``mode``, or none when it cannot be expanded in that mode."""
+    try:
+        return expand(experiment, mode)
+    except ValueError:
+        return []
+
+
+def cli_backfill(args) -> int:
+    """``python -m smoothdistill_lib backfill CONFIG [--limit N] [--methods A,B] [--require-clean]``:
+    exit 1 when a re-run did not reproduce its record."""
+    methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
+    summary = backfill_predictions(args.config, limit=args.limit, methods=methods,
+                                   require_clean=getattr(args, "require_clean", False))
+    print("\n".join(summary.lines()))
+    return 1 if summary.differed else 0
+
+
 # ----------------------------------------------------------------------------- one run
 def run_one(spec: RunSpec, device: str | None = None, progress: bool = True) -> dict:
     """Prepare the data, train with ``engine.fit``, evaluate; return the record body (JSON-able,
@@ -224,4 +358,4 @@ def run_one(spec: RunSpec, device: str | None = None, progress: bool = True) -> 
     return record_body(spec, prep, fit_idx, val_idx, result, meter, started=started, finished=finished)
 
 
-__all__ = ["RunSummary", "cli_run", "evaluate", "experiment_lock", "prepare_for", "run_experiment", "run_one"]
+__all__ = ["BackfillSummary", "RunSummary", "backfill_predictions", "cli_backfill", "cli_run", "reproduction_diff", "evaluate", "experiment_lock", "prepare_for", "run_experiment", "run_one"]

@@ -235,3 +235,164 @@ def pvalue_matrix(
         mat.loc[r.method_a, r.method_b] = mat.loc[r.method_b, r.method_a] = p
     mat.attrs.update(test=test, adjust=adjust)
     return mat
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals that match the design (chapter 8, "Designs and their intervals")
+#
+# What varies between the paired results decides which interval covers what:
+#
+# - ``"seeds"``: one fixed train/test split, only the seed (initialisation, data order) varies. The
+#   paired t over seeds covers seed-to-seed variation only; the test windows are a sample too, so
+#   :func:`paired_bootstrap` resamples windows and seeds together (it needs per-window predictions).
+#   The Nadeau-Bengio correction does NOT fit: its n_test/n_train term models the overlap of
+#   training sets across resplits, which one split does not have; it would only widen the seed
+#   interval by a constant.
+# - ``"resamples"``: the test split changes with the seed (subject-group folds, or repeated random
+#   test splits). The spread of the differences now includes split-to-split and test-sampling
+#   variation, but the training sets overlap, so the plain t is too narrow: the corrected resampled
+#   t (Nadeau & Bengio 2003; Bouckaert & Frank 2004) is the interval to quote.
+
+DESIGNS = {
+    "seeds": "seeds on one fixed split",
+    "resamples": "test split and seed varied together",
+}
+
+
+class DesignError(ValueError):
+    """A statistic was asked for a design it does not fit (the message says which one does)."""
+
+
+def _check_design(design: str, allowed: str, what: str, instead: str) -> None:
+    if design not in DESIGNS:
+        raise DesignError(f"design={design!r}; choose one of {', '.join(DESIGNS)}")
+    if design != allowed:
+        raise DesignError(f"{what} fits {DESIGNS[allowed]}, not {DESIGNS[design]}: use {instead}")
+
+
+def _t_interval(d: np.ndarray, var_of_mean: float, confidence: float) -> tuple[float, float, float]:
+    n, m = d.size, float(d.mean())
+    if var_of_mean == 0:
+        return m, m, (1.0 if m == 0 else 0.0)
+    se = np.sqrt(var_of_mean)
+    q = st.t.ppf(0.5 + confidence / 2, n - 1)
+    p = 2.0 * st.t.sf(abs(m / se), df=n - 1)
+    return float(m - q * se), float(m + q * se), float(p)
+
+
+def _diffs(a, b) -> np.ndarray:
+    x, y = _values(a, "a"), _values(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("a or b holds NaN: drop unpaired cells first")
+    if x.size < 2:
+        raise ValueError(f"an interval needs at least 2 pairs, got {x.size}")
+    return x - y
+
+
+def seed_interval(a, b, *, design: str = "seeds", confidence: float = 0.95) -> dict:
+    """Paired t interval of ``a - b`` over seeds on ONE split (``design="seeds"`` only).
+
+    Returns ``{"design", "interval", "n", "mean_diff", "ci_low", "ci_high", "pvalue"}``. It covers
+    seed-to-seed variation, not test-sampling error: pair it with :func:`paired_bootstrap`. On a
+    resampled design the plain t is too narrow (overlapping training sets): refused."""
+    _check_design(design, "seeds", "the paired t over seeds", "resampled_interval (corrected resampled t)")
+    d = _diffs(a, b)
+    lo, hi, p = _t_interval(d, d.var(ddof=1) / d.size, confidence)
+    return {"design": design, "interval": f"paired t over {d.size} seeds", "n": int(d.size),
+            "mean_diff": float(d.mean()), "ci_low": lo, "ci_high": hi, "pvalue": p}
+
+
+def resampled_interval(a, b, *, n_train, n_test, design: str = "resamples", confidence: float = 0.95) -> dict:
+    """Corrected resampled t interval (Nadeau-Bengio) of ``a - b`` over J resamples whose test
+    splits differ (``design="resamples"`` only): variance ``(1/J + mean(n_test/n_train)) s^2``,
+    J - 1 degrees of freedom. ``n_train`` and ``n_test``: each resample's training and test sizes
+    (arrays of length J, or one number each).
+
+    Returns ``{"design", "interval", "n", "mean_diff", "ci_low", "ci_high", "pvalue", "ratio"}``."""
+    _check_design(design, "resamples", "the corrected resampled t (Nadeau-Bengio)",
+                  "seed_interval with paired_bootstrap over test windows")
+    d = _diffs(a, b)
+    n_train = np.broadcast_to(np.asarray(n_train, dtype=float), d.shape)
+    n_test = np.broadcast_to(np.asarray(n_test, dtype=float), d.shape)
+    if (n_train <= 0).any() or (n_test <= 0).any():
+        raise ValueError("n_train and n_test must be > 0 (the sizes behind each resample)")
+    ratio = float(np.mean(n_test / n_train))
+    lo, hi, p = _t_interval(d, d.var(ddof=1) * (1.0 / d.size + ratio), confidence)
+    return {"design": design, "interval": f"corrected resampled t over {d.size} resamples", "n": int(d.size),
+            "mean_diff": float(d.mean()), "ci_low": lo, "ci_high": hi, "pvalue": p, "ratio": ratio}
+
+
+def paired_bootstrap(correct_a, correct_b, *, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95,
+                     chunk: int = 250) -> dict:
+    """Percentile bootstrap of the accuracy difference ``a - b`` (points) over test windows AND
+    seeds, for ONE fixed split.
+
+    ``correct_a``, ``correct_b``: (S, N) booleans, whether each of S seeds got each of the SAME N
+    test windows right (a (N,) array is one seed). Each replicate draws S seeds and N windows with
+    replacement and averages the per-window differences over them, so both the seed-to-seed and
+    the test-sampling variation are in the interval.
+
+    Hand-written (scipy.stats.bootstrap resamples one axis of paired samples; this resamples two
+    nested axes): replicates are drawn in chunks as multinomial window counts, so memory stays
+    ``chunk x N``. Returns ``{"interval", "n_seeds", "n_windows", "mean_diff", "ci_low",
+    "ci_high", "pvalue" (two-sided, from the replicates' sign), "n_boot", "seed"}``.
+    """
+    a, b = np.atleast_2d(np.asarray(correct_a, dtype=bool)), np.atleast_2d(np.asarray(correct_b, dtype=bool))
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"correct_a and correct_b must be (seeds, windows) of one shape, got {a.shape} and {b.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if n_boot < 100:
+        raise ValueError(f"n_boot={n_boot}: use at least 100 replicates")
+    s, n = a.shape
+    d = 100.0 * (a.astype(np.float64) - b.astype(np.float64))  # (S, N) points
+    rng = np.random.default_rng(seed)
+    reps = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        seeds = rng.integers(0, s, size=(k, s))
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=k)  # (k, N) window draws
+        per_window = d[seeds].mean(axis=1)  # (k, N): each replicate's seed draw
+        reps[start:start + k] = (counts * per_window).sum(axis=1) / n
+    lo, hi = np.quantile(reps, [0.5 - confidence / 2, 0.5 + confidence / 2])
+    p = min(1.0, 2.0 * min(np.mean(reps <= 0), np.mean(reps >= 0)))
+    return {"interval": f"paired bootstrap over {n:,} test windows and {s} seeds ({n_boot} replicates)",
+            "n_seeds": int(s), "n_windows": int(n), "mean_diff": float(d.mean()), "ci_low": float(lo),
+            "ci_high": float(hi), "pvalue": float(p), "n_boot": int(n_boot), "seed": int(seed)}
+
+
+def prob_a_beats_b(a, b, confidence: float = 0.95) -> dict:
+    """P(A beats B): the share of paired results where ``a > b`` (ties count one half), with an
+    exact (Clopper-Pearson, ``scipy.stats.binomtest``) interval: the lower bound counts ties as
+    losses, the upper as wins. Bouthillier et al. (2021) recommend reporting it beside the mean
+    difference: it says how often, not by how much."""
+    x, y = _values(a, "a"), _values(b, "b")
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"a and b must be paired and non-empty, got {x.size} and {y.size}")
+    n = int(x.size)
+    wins, ties = int(np.sum(x > y)), int(np.sum(x == y))
+    lo = st.binomtest(wins, n).proportion_ci(confidence, method="exact").low
+    hi = st.binomtest(wins + ties, n).proportion_ci(confidence, method="exact").high
+    return {"n": n, "wins": wins, "ties": ties, "p_win": (wins + ties / 2) / n, "ci_low": float(lo),
+            "ci_high": float(hi)}
+
+
+def pairs_needed(mean_diff: float, sd: float, *, ratio: float = 0.0, confidence: float = 0.95,
+                 at_most: int = 1000) -> int | None:
+    """The fewest pairs J whose interval would exclude zero if the mean difference and the sd of
+    the differences stayed as observed: the smallest J with
+    ``t_{J-1} * sd * sqrt(1/J + ratio) < |mean_diff|`` (``ratio`` = n_test/n_train for the
+    corrected resampled t, 0 for seeds). None when no J up to ``at_most`` does: with the
+    correction the interval never shrinks below ``t * sd * sqrt(ratio)``, so a difference smaller
+    than that cannot be resolved by more resamples of the same size."""
+    m = abs(float(mean_diff))
+    if m == 0 or not np.isfinite(sd):
+        return None
+    if sd == 0:
+        return 2
+    for j in range(2, at_most + 1):
+        if st.t.ppf(0.5 + confidence / 2, j - 1) * sd * np.sqrt(1.0 / j + ratio) < m:
+            return j
+    return None

@@ -596,3 +596,42 @@ def test_long_lambda_sweep_completes_the_long_grids_seed_zero():
         assert {getattr(s, key) for s in sweep} == {getattr(s, key) for s in grid}, key
     strip = lambda t: {k: v for k, v in t.items() if k != "lam"}  # noqa: E731
     assert all(strip(s.train) == strip(grid[0].train) for s in sweep)
+
+
+# ----------------------------------------------------------------------------- cross-validated grids
+def test_a_cross_validated_grid_varies_split_and_seed_together():
+    exp = experiment.read_config(ROOT / "configs" / "long_cv.yaml")
+    specs = experiment.expand(exp)
+    assert len(specs) == 40 and len({s.run_id for s in specs}) == 40
+    assert {s.mode for s in specs} == {"long"} and {s.fold for s in specs} == {0}
+    by = {(s.dataset, s.protocol, s.lam, s.seed): s for s in specs}
+    for seed in range(5):
+        paper, subject = by[("wisdm", "paper", 0.5, seed)], by[("wisdm", "subject", 0.5, seed)]
+        assert paper.split_seed == 42 + seed and "test_fold" not in paper.data_options  # a new random test split
+        assert subject.split_seed == 42 and subject.data_options == {"test_fold": seed, "n_test_folds": 5}
+        assert subject.label.endswith(f"test{seed}of5")
+    # lambda 0 and 0.5 of one resample share its split: they pair
+    assert by[("sleepsim", "paper", 0.0, 3)].split_seed == by[("sleepsim", "paper", 0.5, 3)].split_seed
+    # resample 0 of the paper protocol IS the fixed-split grid's seed 0: same spec, same run id
+    fixed = {s.run_id for s in experiment.expand(experiment.read_config(ROOT / "configs" / "long.yaml"))}
+    assert {s.run_id for s in specs} & fixed == {by[(d, "paper", lam, 0)].run_id for d in ("wisdm", "sleepsim")
+                                                  for lam in (0.0, 0.5)}
+
+
+@pytest.mark.parametrize("extra, key", [({"resamples": 1}, "resamples"), ({"resamples": 3, "folds": [0, 1]}, "folds"),
+                                        ({"resamples": 3, "seeds": [0, 1]}, "seeds"),
+                                        ({"resamples": 3, "data_options": {"test_fold": 1}}, "data_options")])
+def test_bad_cross_validation_keys_name_the_key(extra, key):
+    with pytest.raises(errors.ConfigError, match=f"key '{key}'"):
+        experiment.Experiment.from_dict({"name": "x", "datasets": ["sleepsim"], "methods": ["multitask"], **extra})
+
+
+def test_a_quick_cross_validated_grid_runs_end_to_end(tmp_path):
+    exp = experiment.Experiment.from_dict({"name": "cv", "datasets": ["sleepsim"], "protocols": ["subject"],
+                                           "methods": ["multitask"], "resamples": 2, "epochs": 1, "mode": "quick"})
+    runner.run_experiment(exp, results_root=tmp_path, progress=False)
+    recs = records.load_experiment("cv", results_root=tmp_path)
+    runs = recs.df.drop_duplicates("run_id").sort_values("seed")
+    assert runs["test_fold"].tolist() == [0.0, 1.0] and runs["seed"].tolist() == [0, 1]
+    held = [recs.records[r]["data"]["notes"][0] for r in runs["run_id"]]
+    assert all(h.startswith("test subjects: [") for h in held) and held[0] != held[1]  # another group held out

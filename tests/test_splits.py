@@ -362,3 +362,31 @@ def test_contiguous_cap_keeps_overlap_leakage_that_random_capping_hides():
         sub = w.subset(idx)
         shared[name] = leakage(sub, paper_split(sub, seed=0))["shared_samples_fraction"]
     assert shared["contiguous"] > 0.5 and shared["contiguous"] > 1.5 * shared["random"]
+
+
+def test_subject_test_folds_partition_the_subjects():
+    """test_fold k of K: subject-wise K-fold cross-validation (every subject held out exactly once)."""
+    w = make_windows(stacked_recording(n_subjects=7), length=100, step=60, stream="session", label_rule="majority")
+    held = []
+    for k in range(3):
+        split = subject_split(w, seed=5, test_fold=k, n_test_folds=3)
+        test_subjects = set(np.unique(w.subject[split.test]).tolist())
+        assert test_subjects.isdisjoint(np.unique(w.subject[split.train]).tolist())
+        assert f"subject group {k} of 3 held out" in " ".join(split.notes)
+        assert_folds_partition(split)
+        held.append(test_subjects)
+    assert sorted(s for h in held for s in h) == list(range(1, 8))
+    # the same seed gives the same groups: the folds of one grid partition one set of subjects
+    again = subject_split(w, seed=5, test_fold=1, n_test_folds=3)
+    assert set(np.unique(w.subject[again.test]).tolist()) == held[1]
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"test_fold": 3, "n_test_folds": 3}, "test_fold=3 must be an integer from 0 to 2"),
+    ({"test_fold": 0, "n_test_folds": 9}, "n_test_folds=9 must be an integer from 2 to the 7 subjects"),
+    ({"test_fold": 0, "test_subjects": [1]}, "test_subjects or test_fold, not both"),
+])
+def test_bad_subject_test_fold_is_one_clear_line(kw, message):
+    w = make_windows(stacked_recording(n_subjects=7), length=100, step=60, stream="session", label_rule="majority")
+    with pytest.raises(ValueError, match=message):
+        subject_split(w, **kw)

@@ -1,0 +1,180 @@
+"""Intervals that match the design, and verdicts by rule (hand-made numbers, hand-computed answers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smoothdistill_lib import stats, verdicts
+from smoothdistill_lib.stats import DesignError
+
+
+# ----------------------------------------------------------------------------- stats
+def test_seed_interval_is_the_paired_t_over_seeds():
+    # d = [1, 2, 2]: mean 5/3, sd sqrt(1/3), se 1/3; t(2, 0.975) = 4.302653 -> half-width 1.434218
+    r = stats.seed_interval([1, 2, 3], [0, 0, 1])
+    assert r["mean_diff"] == pytest.approx(5 / 3)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((5 / 3 - 1.434218, 5 / 3 + 1.434218), abs=1e-6)
+    assert r["pvalue"] == pytest.approx(0.0377496, abs=1e-6)  # t = 5 on 2 df
+    assert r["design"] == "seeds" and "3 seeds" in r["interval"]
+
+
+def test_resampled_interval_is_the_corrected_t_with_each_resamples_sizes():
+    # d = [1, 2, 2, 2, 3]: mean 2, s^2 = 0.5; ratio 20/80 -> var (1/5 + 1/4) 0.5 = 0.225; t(4) = 2.776445
+    r = stats.resampled_interval([1, 2, 3, 4, 5], [0, 0, 1, 2, 2], n_train=[80] * 5, n_test=[20] * 5)
+    half = 2.776445 * np.sqrt(0.225)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((2 - half, 2 + half), abs=1e-6)
+    assert r["ratio"] == 0.25
+    # sizes that differ per fold: the mean of n_test / n_train
+    r2 = stats.resampled_interval([1, 2, 3, 4, 5], [0, 0, 1, 2, 2], n_train=[80, 80, 80, 40, 40], n_test=20)
+    assert r2["ratio"] == pytest.approx((3 * 0.25 + 2 * 0.5) / 5)
+
+
+def test_a_correction_that_does_not_fit_the_design_is_refused_saying_which_does():
+    with pytest.raises(DesignError, match="seeds on one fixed split.*seed_interval with paired_bootstrap"):
+        stats.resampled_interval([1, 2, 3], [0, 1, 1], n_train=80, n_test=20, design="seeds")
+    with pytest.raises(DesignError, match="test split and seed varied together.*resampled_interval"):
+        stats.seed_interval([1, 2, 3], [0, 1, 1], design="resamples")
+    with pytest.raises(DesignError, match="choose one of seeds, resamples"):
+        stats.seed_interval([1, 2, 3], [0, 1, 1], design="folds")
+
+
+def test_paired_bootstrap_over_windows_matches_the_normal_theory_for_one_seed():
+    # one seed, 400 windows: a right and b wrong on 60, the reverse on 20 -> d = 100/-100/0 points,
+    # mean 10, population variance 1900, se sqrt(1900/400) = 2.179 -> 95 % about 10 -/+ 4.27
+    a = np.zeros(400, bool)
+    b = np.zeros(400, bool)
+    a[:60] = True
+    b[60:80] = True
+    r = stats.paired_bootstrap(a, b, n_boot=4000, seed=1)
+    assert r["mean_diff"] == pytest.approx(10.0)
+    assert r["ci_low"] == pytest.approx(10 - 4.27, abs=0.6) and r["ci_high"] == pytest.approx(10 + 4.27, abs=0.6)
+    assert r["pvalue"] < 0.01
+    again = stats.paired_bootstrap(a, b, n_boot=4000, seed=1)
+    assert again == r  # fixed seed, same replicates
+
+
+def test_paired_bootstrap_resamples_seeds_too():
+    # seed 0: a beats b on every window; seed 1: identical. Window draws change nothing; the seed
+    # draw {0,0}, {0,1}/{1,0}, {1,1} gives 100, 50, 0 points with probability 1/4, 1/2, 1/4.
+    a = np.array([[True] * 50, [True] * 50])
+    b = np.array([[False] * 50, [True] * 50])
+    r = stats.paired_bootstrap(a, b, n_boot=2000, seed=0)
+    assert (r["ci_low"], r["ci_high"]) == (0.0, 100.0)
+    assert r["pvalue"] == pytest.approx(0.5, abs=0.06)  # 2 * P(replicate <= 0) = 2 * 1/4
+    same = stats.paired_bootstrap(a, a, n_boot=200)
+    assert (same["ci_low"], same["ci_high"], same["pvalue"]) == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        stats.paired_bootstrap(a, b[:, :10])
+
+
+def test_probability_a_beats_b_with_its_exact_interval():
+    r = stats.prob_a_beats_b([1, 2, 3, 4, 5], [0, 2, 1, 5, 2])  # wins 3, ties 1, losses 1
+    assert (r["wins"], r["ties"], r["p_win"]) == (3, 1, 0.7)
+    # Clopper-Pearson: lower bound of 3/5 and upper bound of 4/5
+    assert r["ci_low"] == pytest.approx(0.146633, abs=1e-5) and r["ci_high"] == pytest.approx(0.994949, abs=1e-5)
+
+
+def test_pairs_needed_at_the_observed_spread():
+    # seeds: smallest J with t(J-1)/sqrt(J) < 1 is 7 (t5/sqrt6 = 1.050, t6/sqrt7 = 0.925)
+    assert stats.pairs_needed(1.0, 1.0) == 7
+    # corrected: the half-width never falls below t * sd * sqrt(ratio) = 1.96 * 0.5 > 0.5
+    assert stats.pairs_needed(0.5, 1.0, ratio=0.25) is None
+    assert stats.pairs_needed(0.0, 1.0) is None
+
+
+# ----------------------------------------------------------------------------- verdicts
+def row(lo, hi, design="resamples", p_holm=0.01, need=None, test_sampling=True, effect=None):
+    return {"a": "smooth_distill", "b": "multitask", "dataset": "wisdm", "protocol": "subject", "task": 2,
+            "design": design, "n": 5, "effect": (lo + hi) / 2 if effect is None else effect, "ci_low": lo,
+            "ci_high": hi, "p_holm": p_holm, "p_win": 0.8, "pairs_needed": need, "test_sampling": test_sampling}
+
+
+def test_a_direction_only_where_the_interval_excludes_zero():
+    up = verdicts.sentence(row(0.5, 2.5), family=32)
+    assert up.startswith("WISDM, unseen subjects, task 2: Smooth-Distill is more accurate than multitask (+1.50 points")
+    assert "won 80% of 5 paired runs" in up and "Holm" not in up
+    down = verdicts.sentence(row(-3.0, -1.0))
+    assert "is less accurate than multitask" in down
+    unsure = verdicts.sentence(row(-1.0, 2.0, need=12))
+    assert "the data cannot tell whether Smooth-Distill is more accurate than multitask" in unsure
+    assert "about 12 resamples would be needed" in unsure and ": Smooth-Distill is more accurate" not in unsure
+    assert "no number of resamples" in verdicts.sentence(row(-1.0, 2.0, need=None))
+    assert "Seed interval only" in verdicts.sentence(row(-1.0, 2.0, design="seeds", test_sampling=False))
+    # resolved alone, but not after Holm over the family
+    holm = verdicts.sentence(row(0.1, 2.0, p_holm=0.2), family=32)
+    assert "more accurate" in holm and "Not after adjusting for the 32 comparisons asked (Holm p = 0.20)" in holm
+    assert [verdicts.direction(row(*c)) for c in ((0.1, 1), (-2, -0.1), (-1, 1), (0.0, 1))] == [1, -1, 0, 0]
+
+
+def test_design_is_read_from_the_splits_of_a_cell():
+    one = pd.DataFrame({"split_seed": [42, 42, 42], "test_fold": [np.nan] * 3})
+    assert verdicts.design_of(one) == "seeds"
+    assert verdicts.design_of(pd.DataFrame({"split_seed": [42, 43], "test_fold": [np.nan] * 2})) == "resamples"
+    assert verdicts.design_of(pd.DataFrame({"split_seed": [42, 42], "test_fold": [0.0, 1.0]})) == "resamples"
+
+
+class FakeRecords:
+    """Just what verdicts.compare reads: a tidy frame, and predictions by run id."""
+
+    def __init__(self, df, preds=None):
+        self.df, self._preds = df, preds or {}
+
+    def has_predictions(self, rid):
+        return rid in self._preds
+
+    def predictions(self, rid):
+        return self._preds[rid]
+
+
+def frame(design: str, acc: dict, n_test=20, n_fit=80):
+    """Rows of one wisdm/paper cell: acc[(lam, who)] = per-seed task-1 test accuracies (task 2 = task 1 - 10)."""
+    rows = []
+    for (lam, who), values in acc.items():
+        for seed, v in enumerate(values):
+            for task in (1, 2):
+                rows.append({"run_id": f"r{lam}-{seed}", "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill",
+                             "lam": lam, "who": who, "seed": seed, "fold": 0, "split": "test", "task": task,
+                             "accuracy": v - 10 * (task - 1), "n_fit": n_fit, "n_test": n_test,
+                             "split_seed": 42 + (seed if design == "resamples" else 0), "test_fold": np.nan})
+    return pd.DataFrame(rows)
+
+
+ACC = {(0.0, "student"): [60, 62, 61, 63, 64], (0.0, "teacher"): [63, 66, 64, 66, 66],
+       (0.5, "student"): [62, 63, 63, 64, 66], (0.5, "teacher"): [64, 65, 65, 66, 67]}
+
+
+def test_compare_uses_the_corrected_t_on_a_resampled_grid_and_holm_over_its_family():
+    t = verdicts.compare(FakeRecords(frame("resamples", ACC)))
+    assert len(t) == 4 * 2 and set(t["design"]) == {"resamples"} and t.attrs["family"] == 8
+    r = t[(t["question"] == "Does Smooth-Distill beat multitask?") & (t["task"] == 1)].iloc[0]
+    # d = [2, 1, 2, 1, 2]: mean 1.6, s^2 = 0.3, var (1/5 + 1/4) 0.3 = 0.135
+    half = 2.776445 * np.sqrt(0.135)
+    assert (r["effect"], r["ci_low"], r["ci_high"]) == pytest.approx((1.6, 1.6 - half, 1.6 + half), abs=1e-5)
+    assert r["p_win"] == 1.0 and r["interval"] == "corrected resampled t over 5 resamples"
+    np.testing.assert_allclose(t["p_holm"], stats.holm(t["pvalue"]))
+    # task 2 is reported beside task 1 for every question
+    assert sorted(t.groupby("question")["task"].apply(sorted).map(tuple).unique()) == [(1, 2)]
+
+
+def test_compare_bootstraps_windows_on_one_split_when_predictions_are_kept():
+    acc = {k: v[:3] for k, v in ACC.items()}
+    df = frame("seeds", acc)
+    rng = np.random.default_rng(0)
+    preds = {}
+    truth = rng.integers(0, 3, 20)
+    for seed in range(3):
+        for lam in (0.0, 0.5):
+            arrays = {"test_index": np.arange(20), "test_y1_true": truth, "test_y2_true": truth}
+            for who in ("student", "teacher"):
+                for task in (1, 2):
+                    arrays[f"test_{who}_y{task}_pred"] = np.where(rng.random(20) < 0.7, truth, (truth + 1) % 3)
+            preds[f"r{lam}-{seed}"] = arrays
+    t = verdicts.compare(FakeRecords(df, preds), n_boot=500)
+    assert set(t["design"]) == {"seeds"} and t["test_sampling"].all()
+    assert t["interval"].str.startswith("paired bootstrap over 20 test windows and 3 seeds").all()
+    # without predictions: the seed t, marked as leaving test-sampling error out
+    t2 = verdicts.compare(FakeRecords(df))
+    assert t2["interval"].str.startswith("paired t over 3 seeds").all() and not t2["test_sampling"].any()
+    assert verdicts.tally(t2, "Does Smooth-Distill beat multitask?")["rows"] == 2
