@@ -1,18 +1,17 @@
 """The result chapters' comparisons, computed from run records so that a chapter only calls them.
 
 - :func:`comparable` and :func:`gains`: each method's paired difference to a baseline, with the
-  paired t-test and the Nadeau-Bengio corrected test (:mod:`stats`);
+  paired t-test (:mod:`stats`);
 - :func:`confusion_sums`: confusion matrices summed over runs;
 - :func:`teacher_vs_student`: the EMA teacher beside its student;
 - :func:`leakage_table`: the leakage meter of each split beside the protocol's choices;
 - :func:`ema_scale_table` (rows of :func:`ema.run_scale`) and :func:`teacher_lag`: the EMA's horizon
   against a run's length, and the teacher's lag epoch by epoch;
 - :func:`histories`: the training histories, the input of :func:`plots.plot_history`;
-- :func:`as_roles` and :func:`convergence_effects`: the long-mode grid (``configs/long.yaml``) read
-  as multitask / EMA weights / Smooth-Distill, and the paired effects that answer the paper's
-  question with intervals and Holm-adjusted p-values; :func:`ranking` and :func:`convergence_answers`
-  turn them into the chapters' answers; :func:`grid_progress` and :func:`run_cost` say how far the
-  grid has got and what the rest costs.
+- :func:`as_roles`, :func:`role_means` and :func:`ranking`: a Smooth-Distill grid at lambda 0 and
+  0.5 read as multitask / EMA weights / Smooth-Distill / its teacher (the paired effects, with the
+  interval that fits the grid's design, are :mod:`verdicts`); :func:`grid_progress` and
+  :func:`run_cost` say how far a grid has got and what the rest costs.
 
 Inputs are the tidy frame (``records.load_records``) or :class:`records.Records` / raw records.
 """
@@ -28,7 +27,7 @@ from smoothdistill_lib import stats
 from smoothdistill_lib.ema import run_scale
 from smoothdistill_lib.methods import METHODS, paper_order
 from smoothdistill_lib.records import Records, raw_records
-from smoothdistill_lib.report import eval_sizes, one_setting, rows_where
+from smoothdistill_lib.report import one_setting, rows_where
 
 
 def comparable(df: pd.DataFrame, dataset: str, min_runs: int = 2) -> pd.DataFrame | None:
@@ -41,7 +40,7 @@ def comparable(df: pd.DataFrame, dataset: str, min_runs: int = 2) -> pd.DataFram
 
 
 
-GAIN_COLUMNS = ["n", "gain", "p (paired t-test)", "p (Nadeau-Bengio)"]
+GAIN_COLUMNS = ["n", "gain", "p (paired t-test)"]
 
 
 def gains(df: pd.DataFrame, protocol: str, task: int, baseline: str = "multitask", metric: str = "accuracy",
@@ -50,8 +49,8 @@ def gains(df: pd.DataFrame, protocol: str, task: int, baseline: str = "multitask
     points), per dataset, over the (seed, fold) cells both have.
 
     Rows ``(dataset, method)``; columns ``n`` (pairs), ``gain`` (mean of method - baseline), and the
-    two-sided p-values of the paired t-test and of the Nadeau-Bengio corrected test
-    (:func:`stats.paired_test`). Datasets without ``baseline`` or with fewer than two comparable
+    two-sided p-value of the paired t-test over those cells (:func:`stats.paired_test`; the cells
+    share one test set, so it covers seed and fold variation, not test sampling). Datasets without ``baseline`` or with fewer than two comparable
     methods (:func:`comparable`) are left out; the frame is empty when none is left.
     """
     rows = []
@@ -61,7 +60,6 @@ def gains(df: pd.DataFrame, protocol: str, task: int, baseline: str = "multitask
         if g is None or baseline not in set(g["method"]):
             continue
         wide = g.assign(method=g["method"].astype(str)).pivot(index=["seed", "fold"], columns="method", values=metric)
-        n_train, n_test = eval_sizes(g, split)
         for m in paper_order(wide.columns):
             if m == baseline:
                 continue
@@ -69,9 +67,8 @@ def gains(df: pd.DataFrame, protocol: str, task: int, baseline: str = "multitask
             if len(both) < 2:
                 continue
             t = stats.paired_test(both[m], both[baseline], "ttest")
-            c = stats.paired_test(both[m], both[baseline], "corrected", n_train=n_train, n_test=n_test)
             rows.append({"dataset": ds, "method": m, "n": t["n"], "gain": t["mean_diff"],
-                         "p (paired t-test)": t["pvalue"], "p (Nadeau-Bengio)": c["pvalue"]})
+                         "p (paired t-test)": t["pvalue"]})
     return pd.DataFrame(rows, columns=["dataset", "method", *GAIN_COLUMNS]).set_index(["dataset", "method"])
 
 
@@ -209,19 +206,6 @@ ROLES = {(0.0, "student"): "multitask", (0.0, "teacher"): "ema_weights",
 ROLE_LABELS = {"multitask": "multitask (λ = 0 student)", "ema_weights": "EMA weights alone (λ = 0 teacher)",
                "smooth_distill": "Smooth-Distill (λ = 0.5 student)", "sd_teacher": "Smooth-Distill's teacher"}
 
-#: (a, b, what a - b measures); rows whose methods are absent are skipped
-COMPARISONS = (
-    ("smooth_distill", "multitask", "Smooth-Distill over multitask"),
-    ("ema_weights", "multitask", "weight averaging alone"),
-    ("smooth_distill", "ema_weights", "distillation beyond averaging"),
-    ("sd_teacher", "smooth_distill", "Smooth-Distill's teacher over its student"),
-    ("born_again", "smooth_distill", "Born-Again over Smooth-Distill"),
-    ("born_again", "multitask", "Born-Again over multitask"),
-    ("singletask", "multitask", "single-task over multitask"),
-    ("sd_dropout", "multitask", "SD-Dropout over multitask"),
-)
-
-
 def as_roles(df: pd.DataFrame, lam: float = 0.5) -> pd.DataFrame:
     """The student rows of ``df`` with Smooth-Distill runs renamed by :data:`ROLES` (student and
     teacher rows of lambda 0 and of ``lam`` become four "methods"); other methods' students are kept
@@ -248,49 +232,6 @@ def role_means(df: pd.DataFrame, split: str = "test", lam: float = 0.5) -> pd.Da
     out["seeds"] = t[("count", sorted(r["task"].unique())[0])].astype(int)
     labels = ROLE_LABELS | {m: METHODS[m].label for m in order if m in METHODS and m not in ROLE_LABELS}
     return out.rename(index=labels, level="method")
-
-
-def convergence_effects(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",
-                        comparisons=COMPARISONS, confidence: float = 0.95, lam: float = 0.5) -> pd.DataFrame:
-    """Paired effects (points of ``metric``) for each dataset x protocol x comparison of
-    :data:`COMPARISONS` whose two roles (:func:`as_roles`) share at least two (seed, fold) cells.
-
-    Columns: ``n`` (pairs), ``a`` and ``b`` (means), ``effect`` (mean of a - b), ``ci`` (t interval),
-    ``nb_ci`` (Nadeau-Bengio corrected interval), ``p (paired t-test)``, ``p (Nadeau-Bengio)`` and
-    ``p (NB, Holm)``: Holm over every row of the table (one family: all questions asked at once).
-    ``lam``: the Smooth-Distill lambda compared with lambda = 0 (:func:`as_roles`).
-    """
-    d = rows_where(as_roles(df, lam), task=task, split=split, who="student")
-    rows = []
-    for (ds, protocol), g in d.groupby(["dataset", "protocol"], sort=True):
-        wide = g.pivot_table(index=["seed", "fold"], columns="method", values=metric, aggfunc="first")
-        n_train, n_test = eval_sizes(g, split)
-        for a, b, what in comparisons:
-            if a not in wide or b not in wide:
-                continue
-            both = wide[[a, b]].dropna()
-            if len(both) < 2:
-                continue
-            e = stats.paired_difference(both[a], both[b], n_train=n_train, n_test=n_test, confidence=confidence)
-            rows.append({"dataset": ds, "protocol": protocol, "comparison": what, "n": e["n"],
-                         "a": float(both[a].mean()), "b": float(both[b].mean()), "effect": e["mean_diff"],
-                         "ci": (e["ci_low"], e["ci_high"]), "nb_ci": (e["cc_low"], e["cc_high"]),
-                         "p (paired t-test)": e["p_ttest"], "p (Nadeau-Bengio)": e["p_corrected"]})
-    out = pd.DataFrame(rows, columns=["dataset", "protocol", "comparison", "n", "a", "b", "effect", "ci", "nb_ci",
-                                      "p (paired t-test)", "p (Nadeau-Bengio)"])
-    out["p (NB, Holm)"] = stats.holm(out["p (Nadeau-Bengio)"].to_numpy()) if len(out) else []
-    return out.set_index(["dataset", "protocol", "comparison"])
-
-
-def effect_phrase(effects: pd.DataFrame, dataset: str, protocol: str, comparison: str) -> str | None:
-    """One row of :func:`convergence_effects` as prose ("+1.23 points (95 % NB interval ..., Holm
-    p = ..., 3 seeds)"), or None when the table has no such row."""
-    if (dataset, protocol, comparison) not in effects.index:
-        return None
-    e = effects.loc[(dataset, protocol, comparison)]
-    lo, hi = e["nb_ci"]
-    return (f"{e['effect']:+.2f} points (95 % Nadeau-Bengio interval {lo:+.2f} to {hi:+.2f}, "
-            f"Holm-adjusted p = {e['p (NB, Holm)']:.3f}, {int(e['n'])} seeds)")
 
 
 def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
@@ -343,130 +284,10 @@ def ranking(df: pd.DataFrame, task: int = 1, split: str = "test", metric: str = 
             lam: float = 0.5) -> pd.DataFrame:
     """Every role (:func:`as_roles`) of each dataset x protocol ordered best first by its mean
     ``metric``: columns ``mean``, ``seeds`` and ``rank`` (1 = best), index (dataset, protocol, role).
-    A ranking of means: :func:`convergence_effects` says which of its steps the seeds can resolve."""
+    A ranking of means: :func:`verdicts.compare` says which of its steps the data can resolve."""
     r = rows_where(as_roles(df, lam), task=task, split=split, who="student")
     t = (r.groupby(["dataset", "protocol", "method"], observed=True)[metric]
          .agg(mean="mean", seeds="count").reset_index()
          .sort_values(["dataset", "protocol", "mean"], ascending=[True, True, False], kind="stable"))
     t["rank"] = t.groupby(["dataset", "protocol"]).cumcount() + 1
     return t.rename(columns={"method": "role"}).set_index(["dataset", "protocol", "role"])
-
-
-def _brief(effects: pd.DataFrame, key: tuple[str, str, str]) -> str:
-    """One effect row in a few characters: "+2.36 [-1.10, +5.82], Holm p = 1.000"."""
-    e = effects.loc[key]
-    lo, hi = e["nb_ci"]
-    return f"{e['effect']:+.2f} [{lo:+.2f}, {hi:+.2f}], Holm p = {e['p (NB, Holm)']:.3f}"
-
-
-def _cells(effects: pd.DataFrame, comparison: str) -> tuple[str, str]:
-    """Every dataset x protocol row of one comparison in brief, and how many of their Nadeau-Bengio
-    intervals lie above / below zero, as text."""
-    if effects.empty or comparison not in set(effects.index.get_level_values("comparison")):
-        return "", ""
-    rows = effects.xs(comparison, level="comparison")
-    text = "; ".join(f"{ds} {protocol} {_brief(effects, (ds, protocol, comparison))}"
-                     for ds, protocol in rows.index)
-    above = int(sum(lo > 0 for lo, _ in rows["nb_ci"]))
-    below = int(sum(hi < 0 for _, hi in rows["nb_ci"]))
-    n = len(rows)
-    if above == below == 0:
-        return text, f"none of the {n} intervals excludes zero"
-    return text, f"intervals wholly above zero: {above} of {n}, wholly below: {below} of {n}"
-
-
-def _sentence(text: str) -> str:
-    """First letter up (str.capitalize would lower every other letter: "Smooth-Distill")."""
-    return text[:1].upper() + text[1:]
-
-
-def convergence_answers(df: pd.DataFrame, task: int = 1, metric: str = "accuracy", split: str = "test",
-                        lam: float = 0.5) -> dict[str, str]:
-    """The long-mode grid's answers to the paper's questions, as sentences built from the records:
-    ``{question: answer}`` in the order the chapters ask them. Effects are paired differences in
-    points of ``metric`` with 95 % Nadeau-Bengio intervals and Holm-adjusted p-values over the whole
-    :func:`convergence_effects` table (one family); a question whose runs are missing says so."""
-    e = convergence_effects(df, task=task, metric=metric, split=split, lam=lam)
-    rank = ranking(df, task=task, split=split, metric=metric, lam=lam)
-    out = {}
-
-    text, resolved = _cells(e, "Smooth-Distill over multitask")
-    out["Does Smooth-Distill beat multitask at the paper's decay?"] = (
-        f"Smooth-Distill minus multitask, points of task-{task} {split} {metric} (95 % Nadeau-Bengio interval, "
-        f"Holm-adjusted p): {text}. {_sentence(resolved)}. Each interval is 95 % for its own comparison; the "
-        f"Holm-adjusted p-values account for every comparison of the table at once." if text
-        else f"Not yet: no cell has two seeds of both $\\lambda = 0$ and $\\lambda = {lam:g}$.")
-
-    avg, avg_resolved = _cells(e, "weight averaging alone")
-    dist, dist_resolved = _cells(e, "distillation beyond averaging")
-    out["How much of the gain is weight averaging, how much distillation?"] = (
-        f"Weight averaging alone (the $\\lambda = 0$ teacher minus its student): {avg}; {avg_resolved}. "
-        f"Distillation beyond averaging (Smooth-Distill minus the $\\lambda = 0$ teacher): {dist}; "
-        f"{dist_resolved}." if avg else "Not yet.")
-
-    lines = []
-    for ds in sorted({k[0] for k in rank.index}):
-        cell = {p: rank.loc[(ds, p)]["mean"] for p in ("paper", "subject") if (ds, p) in rank.index.droplevel(2)}
-        if len(cell) < 2 or "multitask" not in cell["paper"] or "multitask" not in cell["subject"]:
-            continue
-        gains = {p: f"{e.loc[(ds, p, 'Smooth-Distill over multitask')]['effect']:+.2f}"
-                 if (ds, p, "Smooth-Distill over multitask") in e.index else "not yet paired" for p in cell}
-        lines.append(f"on {ds}, multitask falls from {cell['paper']['multitask']:.1f} % (random windows) to "
-                     f"{cell['subject']['multitask']:.1f} % (unseen subjects), and Smooth-Distill's gain over it "
-                     f"is {gains['paper']} points with random windows and {gains['subject']} with unseen subjects")
-    out["How much survives held-out subjects?"] = (_sentence("; ".join(lines)) + "." if lines
-                                                   else "Not yet: both protocols of a dataset are needed.")
-
-    order = []
-    for (ds, protocol), g in rank.groupby(level=["dataset", "protocol"], sort=True):
-        g = g.droplevel(["dataset", "protocol"])
-        lo, hi = int(g["seeds"].min()), int(g["seeds"].max())
-        seeds = f"{lo} seeds" if lo == hi else f"{lo}-{hi} seeds"
-        order.append(f"{ds} {protocol}: " + " > ".join(f"{role_name(r)} {m:.1f}" for r, m in g["mean"].items())
-                     + f" ({seeds})")
-    out["How do the methods rank?"] = (f"By mean task-{task} {split} {metric} (%), best first: " + "; ".join(order)
-                                       + ". A ranking of means; the intervals above say which steps the seeds resolve."
-                                       if order else "Not yet.")
-
-    means = rank["mean"].unstack("role")
-    if {"sd_teacher", "smooth_distill", "ema_weights"} <= set(means.columns):
-        best = rank[rank["rank"] == 1].index.get_level_values("role")
-        n_best = int(sum(r in ("sd_teacher", "ema_weights") for r in best))
-        n_avg = int((means["ema_weights"] >= means["smooth_distill"]).sum())
-        lead = "An EMA teacher" if 2 * n_best > len(means) else "Not clearly a teacher"
-        out["Which network would you deploy?"] = (
-            f"{lead}: in {n_best} of the {len(means)} cells the most accurate network on average is an EMA teacher "
-            f"(Smooth-Distill's or the $\\lambda = 0$ run's), and in {n_avg} of {len(means)} the EMA weights alone, "
-            "trained without any distillation, are at least as accurate as the distilled Smooth-Distill student. "
-            "The teacher costs nothing extra at inference: it is a network of the same size.")
-
-    ba, ba_resolved = _cells(e, "Born-Again over Smooth-Distill")
-    minutes = df.drop_duplicates("run_id").groupby("method", observed=True)["train_seconds"].median()
-    cost = minutes.get("born_again", np.nan) / minutes.get("smooth_distill", np.nan)
-    out["Does Born-Again match Smooth-Distill, as the paper says?"] = (
-        f"Born-Again minus Smooth-Distill: {ba}; {ba_resolved}. Born-Again trains two networks one after "
-        f"the other: a run took {cost:.1f} times as long as a Smooth-Distill run (median training times of "
-        f"the records)." if ba else
-        "Not yet: no Born-Again records with two seeds (`run configs/long.yaml --methods born_again`).")
-    return out
-
-
-def ema_vs_distillation(df: pd.DataFrame, lam: float = 0.5, task: int = 1, metric: str = "accuracy",
-                        split: str = "test", protocol: str = "paper") -> pd.DataFrame:
-    """What Smooth-Distill's two ingredients add, per dataset: the two steps of
-    :func:`convergence_effects` for one protocol, from records holding lambda = 0 and ``lam``.
-
-    ``"weight averaging"``: the EMA teacher at lambda = 0 minus its student (plain multitask);
-    ``"distillation"``: the student at ``lam`` minus that teacher. Columns: ``n`` (seeds paired),
-    ``gain`` (mean difference, points), ``ci_low``/``ci_high`` (t-based 95 % interval of the paired
-    difference) and ``p`` (two-sided paired t-test; the records' seeds share one fold).
-    """
-    steps = (("ema_weights", "multitask", "weight averaging"), ("smooth_distill", "ema_weights", "distillation"))
-    e = convergence_effects(df, task=task, metric=metric, split=split, comparisons=steps, lam=lam)
-    cols = ["dataset", "step", "n", "gain", "ci_low", "ci_high", "p"]
-    if e.empty or protocol not in set(e.index.get_level_values("protocol")):
-        return pd.DataFrame(columns=cols).set_index(["dataset", "step"])
-    e = e.xs(protocol, level="protocol")
-    out = pd.DataFrame({"n": e["n"], "gain": e["effect"], "ci_low": e["ci"].map(lambda c: c[0]),
-                        "ci_high": e["ci"].map(lambda c: c[1]), "p": e["p (paired t-test)"]})
-    return out.rename_axis(["dataset", "step"])

@@ -13,6 +13,7 @@ Error bars and bands are **t-based 95 % confidence intervals of the mean** over 
 - :func:`plot_confusion_diff` -- one readable confusion matrix and each method's difference to it.
 - :func:`plot_methods_ci` -- Table 5 as a chart: mean and 95 % CI per method, one panel per protocol.
 - :func:`plot_architecture` -- a model's layers as a diagram, drawn from its own forward pass.
+- :func:`plot_verdict` -- one question's paired differences with the interval of each design.
 
 One style for the book (:data:`THEME`, set by ``nb.setup`` through :func:`apply_theme`): figures
 at most :data:`MAX_WIDTH` inches wide (the book's content column), 150 dpi, one font size.
@@ -20,7 +21,6 @@ at most :data:`MAX_WIDTH` inches wide (the book's content column), 150 dpi, one 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib as mpl
@@ -33,6 +33,7 @@ from matplotlib.patches import FancyBboxPatch
 from smoothdistill_lib.methods import METHODS, known_first
 from smoothdistill_lib.models import MODELS, describe
 from smoothdistill_lib.stats import summary
+from smoothdistill_lib.verdicts import DATASET_NAMES, PROTOCOL_NAMES
 
 PANEL_W, PANEL_H = 2.7, 2.2  # inches per panel: compact figures for a book page
 #: the width of the book's content column in inches (at 150 dpi a figure is shown at about its
@@ -364,34 +365,33 @@ def bar_with_ci(
 # Paired effects with their intervals (the long-mode grid)
 
 
-def plot_effects(effects: pd.DataFrame, title: str | None = None) -> Figure:
-    """Each comparison's mean paired effect (points) with its Nadeau-Bengio 95 % interval (thick)
-    and t interval (thin), one panel per (dataset, protocol); the zero line marks "no difference".
-    ``effects``: :func:`analyses.convergence_effects`."""
-    if effects.empty:
-        raise ValueError("plot_effects: no effects to plot (fewer than two paired cells everywhere)")
-    cells = list(dict.fromkeys((ds, p) for ds, p, _ in effects.index))
-    comps = list(dict.fromkeys(c for _, _, c in effects.index))
-    fig = Figure(figsize=(PANEL_W * min(len(cells), 2) + 1.2, 0.45 * len(comps) * math.ceil(len(cells) / 2) + 1.2),
-                 layout="constrained")
-    axes = np.atleast_1d(fig.subplots(math.ceil(len(cells) / 2), min(len(cells), 2), sharex=True, sharey=True)).ravel()
-    for ax, (ds, p) in zip(axes, cells, strict=False):
-        e = effects.loc[(ds, p)].reindex(comps)
-        y = np.arange(len(comps))[::-1]
-        ok = e["effect"].notna().to_numpy()
-        for lo_hi, lw in (("nb_ci", 4), ("ci", 1.2)):
-            lo = np.array([v[0] if isinstance(v, tuple) else np.nan for v in e[lo_hi]])
-            hi = np.array([v[1] if isinstance(v, tuple) else np.nan for v in e[lo_hi]])
-            ax.hlines(y[ok], lo[ok], hi[ok], lw=lw, color="tab:blue", alpha=0.45 if lw > 2 else 0.9)
-        ax.plot(e["effect"].to_numpy()[ok], y[ok], "o", color="tab:blue")
-        ax.axvline(0, color="0.4", lw=0.8, ls="--")
-        ax.set_yticks(y, comps, fontsize="small")
-        ax.set_title(f"{ds}, {p} protocol", fontsize="small")
-        ax.set_xlabel("difference, points of accuracy")
-    for ax in axes[len(cells):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
+def plot_verdict(tables: Mapping[str, pd.DataFrame], question: str, title: str | None = None) -> Figure:
+    """One question of the verdicts (:func:`verdicts.compare` tables) as a figure with its own scale:
+    for every case (dataset, protocol, task) the mean difference A - B in points with its 95 %
+    interval, one colour per table (e.g. ``{"one split, 3 seeds": fixed, "5 resamples": cv}``),
+    dodged so both designs sit side by side. The dashed line is "no difference": an interval
+    that crosses it means the data cannot tell."""
+    rows = {k: t[t["question"] == question] for k, t in tables.items()}
+    rows = {k: t for k, t in rows.items() if len(t)}
+    if not rows:
+        raise ValueError(f"plot_verdict: no rows for {question!r}")
+    cases = sorted({(r.dataset, r.protocol, int(r.task)) for t in rows.values() for r in t.itertuples()})
+    labels = [f"{DATASET_NAMES.get(d, d)}, {PROTOCOL_NAMES.get(p, p)}, task {k}" for d, p, k in cases]
+    fig = Figure(figsize=(min(MAX_WIDTH, 6.0), 0.42 * len(cases) + 1.0), layout="constrained")
+    ax = fig.subplots()
+    y0 = np.arange(len(cases))[::-1].astype(float)
+    width = 0.5 / max(1, len(rows))
+    colours = sns.color_palette("colorblind", len(rows))
+    for i, ((label, t), colour) in enumerate(zip(rows.items(), colours)):
+        pos = {c: y0[j] + (i - (len(rows) - 1) / 2) * width * 1.6 for j, c in enumerate(cases)}
+        y = np.array([pos[(r.dataset, r.protocol, int(r.task))] for r in t.itertuples()])
+        ax.hlines(y, t["ci_low"], t["ci_high"], color=colour, lw=2.2, alpha=0.8)
+        ax.plot(t["effect"], y, "o", color=colour, label=label, ms=4.5)
+    ax.axvline(0, color="0.35", lw=0.8, ls="--")
+    ax.set_yticks(y0, labels)
+    ax.set_xlabel("difference A − B, points of test accuracy (95 % interval)")
+    ax.set_title(title or question, loc="left")
+    ax.legend(loc="lower right" if len(cases) > 3 else "best", frameon=False)
     return fig
 
 

@@ -206,15 +206,16 @@ def _median_epoch_seconds(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.Serie
 
 def table8(df: pd.DataFrame, dataset: str, task: int = 1, test: str = "ttest", metric: str = "accuracy",
            split: str = "test", who: str = "student", adjust: str | None = None, protocol: str | None = None,
-           model: str | None = None) -> pd.DataFrame:
+           model: str | None = None, design: str | None = None) -> pd.DataFrame:
     """Table 8: methods x methods p-values of ``metric`` paired on (seed, fold), via
-    :func:`stats.pvalue_matrix` (``test="ttest"`` reproduces the paper's assumption; the book
-    recommends ``test="corrected", adjust="holm"``)."""
+    :func:`stats.pvalue_matrix` (``test="ttest"`` reproduces the paper's assumption; with
+    ``adjust="holm"`` the family of its 10 comparisons is accounted for). ``test="corrected"``
+    needs ``design="resamples"``: the cells of ``configs/main.yaml`` share one test set."""
     d = one_setting(df, dataset=dataset, task=task, split=split, who=who, protocol=protocol, model=model)
     tidy = d[["method", "seed", "fold", metric]].assign(method=d["method"].astype(str))
     n_train, n_test = eval_sizes(d, split)
     return stats.pvalue_matrix(tidy, "method", metric, ("seed", "fold"), test=test, adjust=adjust,
-                               n_train=n_train, n_test=n_test)
+                               n_train=n_train, n_test=n_test, design=design)
 
 
 def lambda_table(df: pd.DataFrame, method: str = "smooth_distill", who: str = "student",
@@ -286,24 +287,6 @@ def format_table(t: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     if same_n:
         levels = out.columns.nlevels
         out["n" if levels == 1 else ("n",) + ("",) * (levels - 1)] = n.max(axis=1).astype(int)
-    return out
-
-
-def effects_table(effects: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """:func:`analyses.convergence_effects` for reading: means and effects in points, the two 95 %
-    intervals as ``[low, high]``, p-values to 3 decimals; index (dataset, protocol, comparison)."""
-    def interval(ci) -> str:
-        return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
-
-    out = pd.DataFrame({
-        "pairs": effects["n"].astype(int),
-        "a (mean %)": effects["a"].map(lambda v: f"{v:.{digits}f}"),
-        "b (mean %)": effects["b"].map(lambda v: f"{v:.{digits}f}"),
-        "a - b (points)": effects["effect"].map(lambda v: f"{v:+.{digits}f}"),
-        "95 % CI (t)": effects["ci"].map(interval),
-        "95 % CI (Nadeau-Bengio)": effects["nb_ci"].map(interval),
-        "p (NB, Holm)": effects["p (NB, Holm)"].map(lambda v: f"{v:.3f}"),
-    }, index=effects.index)
     return out
 
 

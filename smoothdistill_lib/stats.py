@@ -15,9 +15,12 @@ An exact Wilcoxon test on 5 pairs cannot give p below 0.0625, yet the table show
 was a t-type test or used n >= ~15 pairs. Our documented assumption: a paired t-test over the 25
 (seed, fold) test accuracies, no multiplicity correction -- ``pvalue_matrix(df, test="ttest")``.
 
-**Which test does the book recommend?** ``test="corrected"`` with ``adjust="holm"``: the corrected
-test accounts for the overlap of the training sets, and Holm keeps the family-wise error rate of
-the 10 pairwise comparisons at the nominal level.
+**Which test does the book recommend?** The one that fits the design (section "Intervals that match
+the design" below). The corrected test accounts for the overlap of the training sets of resamples
+whose *test sets differ*; the paper's cells (seeds x validation folds) share one test set, so it
+does not fit them and ``paired_test`` refuses it there. On one test set: the paired t over the cells
+with Holm's adjustment over the comparisons asked, and a paired bootstrap over test windows
+(:func:`paired_bootstrap`) for the test-sampling error the cells cannot show.
 
 >>> holm([0.01, 0.04, 0.03, 0.005]).round(4).tolist()
 [0.03, 0.06, 0.06, 0.02]
@@ -67,17 +70,23 @@ def summary(values, confidence: float = 0.95) -> dict:
             "confidence": confidence}
 
 
-def paired_test(a, b, test: str = "ttest", *, n_train: int | None = None, n_test: int | None = None) -> dict:
+def paired_test(a, b, test: str = "ttest", *, n_train: int | None = None, n_test: int | None = None,
+                design: str | None = None) -> dict:
     """Two-sided paired test of ``a`` vs ``b`` ((J,) results of two methods on the same cells).
 
-    ``test``: ``"ttest"`` | ``"wilcoxon"`` | ``"corrected"`` (the last needs ``n_train`` and
-    ``n_test``: the number of training and test windows behind each result, e.g. ``len(fit)`` and
-    ``len(test)`` of the split). Identical inputs give p = 1.
+    ``test``: ``"ttest"`` | ``"wilcoxon"`` | ``"corrected"``. The last is the corrected resampled t
+    (Nadeau-Bengio): it needs ``n_train`` and ``n_test`` (the training and test windows behind each
+    result) and ``design="resamples"`` (:data:`DESIGNS`): on seeds or folds that share one test set
+    it does not fit and is refused (:class:`DesignError`). Identical inputs give p = 1.
 
     Returns ``{"test", "n", "mean_diff" (a - b), "statistic", "pvalue"}``.
     """
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
+    if test == "corrected":
+        _check_design(design or "seeds", "resamples", "the corrected resampled t (Nadeau-Bengio)",
+                      "test='ttest' (and a paired bootstrap over test windows, stats.paired_bootstrap); pass "
+                      "design='resamples' only when each pair was tested on its own split")
     x, y = _values(a, "a"), _values(b, "b")
     if x.shape != y.shape:
         raise ValueError(f"a and b must be paired (same length), got {x.size} and {y.size}")
@@ -106,28 +115,6 @@ def paired_test(a, b, test: str = "ttest", *, n_train: int | None = None, n_test
         stat = d.mean() / np.sqrt(var) if var > 0 else np.sign(d.mean()) * np.inf
         p = 2.0 * st.t.sf(abs(stat), df=n - 1)
     return out | {"statistic": float(stat), "pvalue": float(p)}
-
-
-def paired_difference(a, b, *, n_train: int, n_test: int, confidence: float = 0.95) -> dict:
-    """The mean paired difference ``a - b`` ((J,) results on the same cells) with two intervals.
-
-    Returns ``{"n", "mean_diff", "ci_low", "ci_high"`` (t interval of the differences, J - 1 df),
-    ``"cc_low", "cc_high"`` (the Nadeau-Bengio corrected interval: variance ``(1/J + n_test/n_train)
-    s^2``), ``"p_ttest", "p_corrected"}``. The corrected interval is the one to quote when the cells
-    are different splits; when they are seeds on ONE split it is a conservative allowance for the
-    split-to-split variation those cells cannot show.
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    t = paired_test(a, b, "ttest")
-    c = paired_test(a, b, "corrected", n_train=n_train, n_test=n_test)
-    d = _values(a, "a") - _values(b, "b")
-    n, q = d.size, st.t.ppf(0.5 + confidence / 2, d.size - 1)
-    s2 = d.var(ddof=1)
-    half, half_c = q * np.sqrt(s2 / n), q * np.sqrt(s2 * (1.0 / n + n_test / n_train))
-    m = t["mean_diff"]
-    return {"n": t["n"], "mean_diff": m, "ci_low": m - half, "ci_high": m + half, "cc_low": m - half_c,
-            "cc_high": m + half_c, "p_ttest": t["pvalue"], "p_corrected": c["pvalue"]}
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -181,6 +168,7 @@ def pairwise_tests(
     methods: Sequence[str] | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    design: str | None = None,
 ) -> pd.DataFrame:
     """Every pair of methods in a tidy table (one row per method x cell), paired on ``pair_cols``.
 
@@ -195,7 +183,8 @@ def pairwise_tests(
     rows = []
     for a, b in itertools.combinations(order, 2):
         both = wide[[a, b]].dropna()
-        r = paired_test(both[a].to_numpy(), both[b].to_numpy(), test, n_train=n_train, n_test=n_test)
+        r = paired_test(both[a].to_numpy(), both[b].to_numpy(), test, n_train=n_train, n_test=n_test,
+                        design=design)
         rows.append({"method_a": a, "method_b": b, "n": r["n"], "mean_a": float(both[a].mean()),
                      "mean_b": float(both[b].mean()), "mean_diff": r["mean_diff"],
                      "statistic": r["statistic"], "pvalue": r["pvalue"]})
@@ -216,16 +205,17 @@ def pvalue_matrix(
     methods: Sequence[str] | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
+    design: str | None = None,
 ) -> pd.DataFrame:
     """Table 8: symmetric methods x methods matrix of two-sided p-values, diagonal 1.
 
     ``df`` is tidy: one row per method x (seed, fold) cell for ONE dataset/task/split/metric.
     ``adjust=None`` gives raw p-values (the paper's table); ``adjust="holm"`` Holm-adjusted ones.
-    The book's recommendation is ``test="corrected", adjust="holm"`` (module docstring).
+    ``test="corrected"`` needs ``design="resamples"`` (module docstring).
     """
     if adjust not in (None, "holm"):
         raise ValueError(f"adjust must be None or 'holm', got {adjust!r}")
-    pairs = pairwise_tests(df, method_col, value_col, pair_cols, test, methods, n_train, n_test)
+    pairs = pairwise_tests(df, method_col, value_col, pair_cols, test, methods, n_train, n_test, design)
     order = _ordered_methods(df[method_col], methods)
     col = "pvalue" if adjust is None else "pvalue_holm"
     mat = pd.DataFrame(np.eye(len(order)), index=pd.Index(order, name=method_col),

@@ -27,12 +27,19 @@ from smoothdistill_lib import predictions, stats
 from smoothdistill_lib.analyses import ROLES, role_name
 from smoothdistill_lib.records import Records
 
-#: (key, role a, role b, the question): a - b is the effect
+#: (key, role a, role b, the question): a - b is the effect. Roles are those of analyses.ROLES
+#: (networks of Smooth-Distill runs at lambda 0 and 0.5) or a baseline method's student.
 QUESTIONS = (
     ("beats_multitask", "smooth_distill", "multitask", "Does Smooth-Distill beat multitask?"),
     ("averaging", "ema_weights", "multitask", "Does weight averaging alone beat multitask?"),
     ("distillation", "smooth_distill", "ema_weights", "Does distillation add to weight averaging?"),
     ("teacher", "sd_teacher", "smooth_distill", "Is Smooth-Distill's teacher better than its student?"),
+)
+#: the baselines' questions, asked where a grid has their runs (configs/long.yaml)
+BASELINE_QUESTIONS = (
+    ("born_again", "born_again", "smooth_distill", "Does Born-Again match Smooth-Distill?"),
+    ("singletask", "singletask", "multitask", "Does single-task training beat multitask?"),
+    ("sd_dropout", "sd_dropout", "multitask", "Does SD-Dropout beat multitask?"),
 )
 COLUMNS = ["question", "dataset", "protocol", "task", "design", "interval", "n", "a", "b", "mean_a", "mean_b",
            "effect", "ci_low", "ci_high", "pvalue", "p_holm", "p_win", "p_win_low", "p_win_high", "pairs_needed",
@@ -45,13 +52,20 @@ def design_of(runs: pd.DataFrame) -> str:
     """``"resamples"`` when the runs of a cell were tested on more than one split (another split
     seed or held-out subject group), else ``"seeds"``. ``runs``: rows of one dataset x protocol cell
     with the records' ``split_seed`` and ``test_fold`` columns."""
-    splits = runs[["split_seed", "test_fold"]].astype(float).fillna(-1).drop_duplicates()
+    cols = [c for c in ("split_seed", "test_fold") if c in runs]
+    if not cols:  # frames made before these columns existed: every grid then used one split
+        return "seeds"
+    splits = runs[cols].astype(float).fillna(-1).drop_duplicates()
     return "resamples" if len(splits) > 1 else "seeds"
 
 
 def _role_runs(cell: pd.DataFrame, role: str, lam: float) -> pd.DataFrame:
-    """The rows of one role in a cell: its lambda's runs, its network (student or teacher)."""
-    want_lam, who = next(((x, w) for (x, w), r in ROLES.items() if r == role))
+    """The rows of one role in a cell, indexed by (seed, fold): a Smooth-Distill network of
+    :data:`analyses.ROLES` (its lambda's runs, student or teacher), else a method's students."""
+    found = [(x, w) for (x, w), r in ROLES.items() if r == role]
+    if not found:
+        return cell[(cell["method"].astype(str) == role) & (cell["who"] == "student")].set_index(["seed", "fold"])
+    want_lam, who = found[0]
     want_lam = 0.0 if want_lam == 0.0 else float(lam)
     d = cell[(cell["method"].astype(str) == "smooth_distill") & (cell["lam"] == want_lam) & (cell["who"] == who)]
     return d.set_index(["seed", "fold"])
@@ -74,10 +88,13 @@ def _correct(records: Records, run_ids, who: str, task: int) -> np.ndarray | Non
     return np.stack(rows)
 
 
-def compare(records: Records, *, lam: float = 0.5, metric: str = "accuracy", confidence: float = 0.95,
-            n_boot: int = 2000, boot_seed: int = 0) -> pd.DataFrame:
-    """Every question of :data:`QUESTIONS` for each dataset x protocol x task of ``records`` whose two
-    roles share at least two seeds (columns :data:`COLUMNS`, one row each).
+def compare(records: Records | pd.DataFrame, *, questions=QUESTIONS + BASELINE_QUESTIONS, lam: float = 0.5,
+            metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
+            protocol: str | None = None) -> pd.DataFrame:
+    """Every question of ``questions`` for each dataset x protocol x task of ``records`` whose two
+    roles share at least two (seed, fold) cells (columns :data:`COLUMNS`, one row each; questions
+    whose runs are absent have no rows). ``records``: :class:`records.Records` (predictions read
+    where kept) or a tidy frame (no predictions). ``protocol``: only that protocol's cells.
 
     ``effect`` = mean of a - b in points of test ``metric``; ``ci_low``/``ci_high`` and ``pvalue``
     come from the design's interval (``interval`` names it); ``p_holm`` is Holm over every row (the
@@ -86,20 +103,25 @@ def compare(records: Records, *, lam: float = 0.5, metric: str = "accuracy", con
     at the observed spread (None: none would); ``test_sampling`` whether the interval includes
     test-sampling error. The bootstrap works on accuracy: another ``metric`` uses the seed t.
     """
-    df = records.df[records.df["split"] == "test"]
+    if isinstance(records, pd.DataFrame):
+        records = _FrameOnly(records)
+    df = records.df[(records.df["split"] == "test") & records.df["train_ratio"].isna()] \
+        if "train_ratio" in records.df else records.df[records.df["split"] == "test"]
+    if protocol is not None:
+        df = df[df["protocol"] == protocol]
     rows = []
-    for (ds, protocol), cell in df.groupby(["dataset", "protocol"], sort=True):
+    for (ds, cell_protocol), cell in df.groupby(["dataset", "protocol"], sort=True):
         design = design_of(cell.drop_duplicates("run_id"))
         for task in (1, 2):
             c = cell[cell["task"] == task]
-            for _key, a, b, question in QUESTIONS:
+            for _key, a, b, question in questions:
                 ra, rb = _role_runs(c, a, lam), _role_runs(c, b, lam)
                 seeds = sorted(set(ra.index) & set(rb.index))  # paired (seed, fold) cells
                 if len(seeds) < 2:
                     continue
                 ra, rb = ra.loc[seeds], rb.loc[seeds]
                 xa, xb = ra[metric].to_numpy(float), rb[metric].to_numpy(float)
-                row = {"question": question, "dataset": ds, "protocol": protocol, "task": task, "design": design,
+                row = {"question": question, "dataset": ds, "protocol": cell_protocol, "task": task, "design": design,
                        "n": len(seeds), "a": a, "b": b, "mean_a": xa.mean(), "mean_b": xb.mean(),
                        "pairs_needed": None}
                 if design == "resamples":
@@ -130,7 +152,17 @@ def compare(records: Records, *, lam: float = 0.5, metric: str = "accuracy", con
 
 
 def _who(role: str) -> str:
-    return next(w for (_x, w), r in ROLES.items() if r == role)
+    return next((w for (_x, w), r in ROLES.items() if r == role), "student")
+
+
+class _FrameOnly:
+    """A tidy frame seen as records without stored predictions (demo grids, hand-made tables)."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+
+    def has_predictions(self, run_id: str) -> bool:
+        return False
 
 
 def direction(row) -> int:
@@ -191,4 +223,84 @@ def tally(table: pd.DataFrame, question: str) -> dict:
     return {"rows": len(signs), "above": signs.count(1), "below": signs.count(-1), "unresolved": signs.count(0)}
 
 
-__all__ = ["COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+def _case(row) -> str:
+    """"WISDM with random windows, task 1" for lists."""
+    return (f"{DATASET_NAMES.get(row['dataset'], row['dataset'])} with "
+            f"{PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}, task {int(row['task'])}")
+
+
+def headline(table: pd.DataFrame, question: str) -> str | None:
+    """One plain sentence for ``question`` over all its rows: where the interval says A is more
+    (or less) accurate than B, and in how many cases the data cannot tell. None when the table has
+    no row for it. Task 1 is the activity or posture, task 2 the placement."""
+    rows = table[table["question"] == question]
+    if rows.empty:
+        return None
+    a, b = (role_name(rows.iloc[0][k]) for k in ("a", "b"))
+    a = a[:1].upper() + a[1:]
+    signs = [direction(r) for _, r in rows.iterrows()]
+    up = [_case(r) for (_, r), d in zip(rows.iterrows(), signs) if d > 0]
+    down = [_case(r) for (_, r), d in zip(rows.iterrows(), signs) if d < 0]
+    n, unsure = len(signs), signs.count(0)
+    parts = []
+    if up:
+        parts.append(f"{a} is more accurate than {b} on {'; '.join(up)}")
+    if down:
+        parts.append(f"{a} is less accurate than {b} on {'; '.join(down)}")
+    if not parts:
+        return f"{a} against {b}: the data cannot tell in any of the {n} cases (dataset, protocol, task)."
+    text = ", and ".join(parts)
+    if unsure:
+        text += f"; in the other {unsure} of {n} cases the data cannot tell"
+    return text + "."
+
+
+def answers(table: pd.DataFrame) -> dict[str, str]:
+    """``{question: paragraph}`` in :data:`QUESTIONS` order (then the baselines'): the headline,
+    then every resolved row as a sentence with its interval. Questions without rows are left out."""
+    out = {}
+    family = table.attrs.get("family", len(table))
+    for _key, _a, _b, question in QUESTIONS + BASELINE_QUESTIONS:
+        head = headline(table, question)
+        if head is None:
+            continue
+        rows = table[table["question"] == question]
+        resolved = [sentence(r, family) for _, r in rows.iterrows() if direction(r) != 0]
+        out[question] = " ".join([head, *resolved])
+    return out
+
+
+def disagreements(fixed: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
+    """Rows where a fixed-split table (seeds on one split) and a cross-validated one give different
+    verdicts for the same question, dataset, protocol and task: columns ``question, dataset,
+    protocol, task, fixed, cv`` (each "+", "-" or "?"), and both effects and intervals."""
+    keys = ["question", "dataset", "protocol", "task"]
+    sign = {1: "+", -1: "-", 0: "?"}
+    f = fixed.assign(verdict=[sign[direction(r)] for _, r in fixed.iterrows()])
+    c = cv.assign(verdict=[sign[direction(r)] for _, r in cv.iterrows()])
+    cols = [*keys, "verdict", "effect", "ci_low", "ci_high"]
+    both = f[cols].merge(c[cols], on=keys, suffixes=(" (one split)", " (cross-validated)"))
+    return both[both["verdict (one split)"] != both["verdict (cross-validated)"]].reset_index(drop=True)
+
+
+def reading_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare` for reading: one row per question x case, columns effect, 95 % interval,
+    P(A beats B) with its interval, Holm p and the verdict ("more accurate", "less accurate",
+    "cannot tell"), numbers as text with one format (two decimals for points)."""
+    word = {1: "A better", -1: "A worse", 0: "cannot tell"}
+    out = pd.DataFrame({
+        "question": table["question"].str.replace("?", "", regex=False),
+        "case": [f"{DATASET_NAMES.get(d, d)}, {PROTOCOL_NAMES.get(p, p)}, task {int(t)}"
+                 for d, p, t in zip(table["dataset"], table["protocol"], table["task"])],
+        "runs": table["n"].astype(int),
+        "A − B (points)": [f"{e:+.2f}" for e in table["effect"]],
+        "95 % interval": [f"{lo:+.2f} to {hi:+.2f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "P(A beats B)": [f"{p:.2f} ({lo:.2f}–{hi:.2f})" for p, lo, hi in
+                         zip(table["p_win"], table["p_win_low"], table["p_win_high"])],
+        "Holm p": [f"{p:.3f}" for p in table["p_holm"]],
+        "verdict": [word[direction(r)] for _, r in table.iterrows()],
+    })
+    return out.set_index(["question", "case"])
+
+
+__all__ = ["answers", "disagreements", "headline", "reading_table", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

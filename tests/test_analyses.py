@@ -1,5 +1,5 @@
-"""The long-mode grid read as roles (multitask = lambda-0 student, EMA weights = its teacher) and the
-paired effects with intervals and Holm-adjusted Nadeau-Bengio p-values, on hand-made records."""
+"""The long-mode grid read as roles (multitask = lambda-0 student, EMA weights = its teacher), its
+ranking and progress, on hand-made records (the paired effects: tests/test_verdicts.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats as st
 
-from smoothdistill_lib import analyses, stats
+from smoothdistill_lib import analyses
 from smoothdistill_lib.methods import METHODS
 
 # (lam, who) -> task-1 test accuracy per seed: the EMA weights gain 3 points on average, distillation
@@ -42,60 +41,6 @@ def test_roles_rename_smooth_distill_runs_by_lambda_and_who():
     assert r.query("method == 'multitask'")["accuracy"].tolist() == ACC[(0.0, "student")]
     assert r.query("method == 'ema_weights'")["accuracy"].tolist() == ACC[(0.0, "teacher")]
     assert len(r) == 3 * 5  # the lambda = 0.1 run has no role and is left out
-
-
-def test_effects_decompose_the_gain_with_intervals_and_holm():
-    e = analyses.convergence_effects(_records(("paper", "subject")))
-    paper = e.loc[("wisdm", "paper")]
-    total = paper.loc["Smooth-Distill over multitask"]
-    avg, dist = paper.loc["weight averaging alone"], paper.loc["distillation beyond averaging"]
-    assert total["effect"] == pytest.approx(np.mean([4.0, 4.0, 4.5]))
-    assert avg["effect"] == pytest.approx(np.mean([3.0, 3.5, 2.5])) and dist["effect"] == pytest.approx(np.mean([1.0, 0.5, 2.0]))
-    assert avg["effect"] + dist["effect"] == pytest.approx(total["effect"])  # the decomposition adds up
-    assert paper.loc["single-task over multitask"]["effect"] == pytest.approx(-2.0)
-    assert "Born-Again over multitask" not in paper.index  # absent methods are skipped
-    # the t interval of the averaging gain, by hand: mean 3, sd 0.5, t(0.975, 2)
-    half = st.t.ppf(0.975, 2) * 0.5 / np.sqrt(3)
-    assert avg["ci"] == pytest.approx((3.0 - half, 3.0 + half))
-    # Nadeau-Bengio widens it by sqrt((1/3 + 200/800) / (1/3)) and its p-value is the corrected test's
-    lo, hi = avg["nb_ci"]
-    assert (hi - lo) / (2 * half) == pytest.approx(np.sqrt((1 / 3 + 0.25) * 3))
-    p = stats.paired_test(ACC[(0.0, "teacher")], ACC[(0.0, "student")], "corrected", n_train=800, n_test=200)["pvalue"]
-    assert avg["p (Nadeau-Bengio)"] == pytest.approx(p)
-    # Holm over the whole table (2 protocols x 5 comparisons), never below the raw p-values
-    assert len(e) == 10
-    np.testing.assert_allclose(e["p (NB, Holm)"], stats.holm(e["p (Nadeau-Bengio)"]))
-    assert (e["p (NB, Holm)"] >= e["p (Nadeau-Bengio)"]).all()
-
-
-def test_a_single_seed_gives_no_effect_rows():
-    one = _records().query("seed == 0")
-    assert analyses.convergence_effects(one).empty
-
-
-def test_effects_table_and_figure_show_every_row():
-    from smoothdistill_lib import plots, report
-
-    e = analyses.convergence_effects(_records(("paper", "subject")))
-    t = report.effects_table(e)
-    assert list(t.index) == list(e.index)
-    row = t.loc[("wisdm", "paper", "weight averaging alone")]
-    assert row["a - b (points)"] == "+3.00" and row["pairs"] == 3 and row["95 % CI (t)"].startswith("[+1.")
-    fig = plots.plot_effects(e)
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["wisdm, paper protocol", "wisdm, subject protocol"]
-    assert [t.get_text() for t in visible[0].get_yticklabels()] == list(e.loc[("wisdm", "paper")].index)
-    with pytest.raises(ValueError, match="no effects"):
-        plots.plot_effects(e.iloc[:0])
-
-
-def test_effect_phrase_reads_one_row():
-    e = analyses.convergence_effects(_records())
-    text = analyses.effect_phrase(e, "wisdm", "paper", "weight averaging alone")
-    lo, hi = e.loc[("wisdm", "paper", "weight averaging alone")]["nb_ci"]
-    assert text.startswith("+3.00 points (95 % Nadeau-Bengio interval") and f"{lo:+.2f} to {hi:+.2f}" in text
-    assert text.endswith("3 seeds)")
-    assert analyses.effect_phrase(e, "wisdm", "subject", "weight averaging alone") is None
 
 
 def test_grid_progress_and_run_cost():
@@ -159,51 +104,3 @@ def test_ranking_orders_roles_best_first_with_their_seeds():
     assert list(cell.index) == sorted(means, key=means.get, reverse=True)
     assert cell["rank"].tolist() == list(range(1, 7)) and (cell["seeds"] == 3).all()
     np.testing.assert_allclose(cell["mean"], sorted(means.values(), reverse=True))
-
-
-def test_convergence_answers_state_each_question_from_the_records():
-    df = _with_born_again(_records(("paper", "subject")))
-    df.loc[(df["protocol"] == "subject") & (df["method"] == "smooth_distill") & (df["lam"] == 0.0)
-           & (df["who"] == "student"), "accuracy"] -= 20.0  # unseen subjects: multitask 20 points lower
-    df["train_seconds"] = np.where(df["method"] == "born_again", 600.0, 300.0)
-    df["run_id"] = [f"{m} {lam} {p} {seed}" for m, lam, p, seed in zip(df["method"], df["lam"], df["protocol"], df["seed"])]
-    a = analyses.convergence_answers(df)
-    assert list(a) == ["Does Smooth-Distill beat multitask at the paper's decay?",
-                       "How much of the gain is weight averaging, how much distillation?",
-                       "How much survives held-out subjects?", "How do the methods rank?",
-                       "Which network would you deploy?", "Does Born-Again match Smooth-Distill, as the paper says?"]
-    # Smooth-Distill's teacher is the best of both cells; the EMA weights (64.0) stay below the student (65.2)
-    assert a["Which network would you deploy?"].startswith(
-        "An EMA teacher: in 2 of the 2 cells the most accurate network on average is an EMA teacher")
-    assert "and in 0 of 2 the EMA weights alone" in a["Which network would you deploy?"]
-    e = analyses.convergence_effects(df)
-    lo, hi = e.loc[("wisdm", "paper", "Smooth-Distill over multitask")]["nb_ci"]
-    assert f"wisdm paper +4.17 [{lo:+.2f}, {hi:+.2f}], Holm p = " in a["Does Smooth-Distill beat multitask at the paper's decay?"]
-    assert "wisdm subject +24.17" in a["Does Smooth-Distill beat multitask at the paper's decay?"]
-    held_out = a["How much survives held-out subjects?"]
-    assert held_out.startswith("On wisdm, multitask falls from 61.0 % (random windows) to 41.0 % (unseen subjects)")
-    assert "+4.17 points with random windows and +24.17 with unseen subjects" in held_out
-    assert a["How do the methods rank?"].startswith(
-        "By mean task-1 test accuracy (%), best first: wisdm paper: Smooth-Distill's teacher 65.8 > Smooth-Distill 65.2 >")
-    ba = a["Does Born-Again match Smooth-Distill, as the paper says?"]
-    assert "wisdm paper -1.00 [" in ba and "a run took 2.0 times as long" in ba
-    # differences of 1, 0.5, 1.5 points: the t interval alone (+-1.24) already crosses zero
-    assert e.loc[("wisdm", "paper", "Born-Again over Smooth-Distill")]["nb_ci"][1] > 0
-    assert "none of the 2 intervals excludes zero" in ba
-
-
-def test_convergence_answers_say_what_is_missing():
-    one_seed = _records().query("seed == 0").assign(train_seconds=300.0, run_id="r")
-    a = analyses.convergence_answers(one_seed)
-    assert a["Does Smooth-Distill beat multitask at the paper's decay?"].startswith("Not yet")
-    assert a["Does Born-Again match Smooth-Distill, as the paper says?"].startswith("Not yet: no Born-Again records")
-    assert a["How much survives held-out subjects?"].startswith("Not yet: both protocols")
-
-
-def test_the_deploy_answer_follows_the_records():
-    df = _records()
-    best_student = (df["lam"] == 0.5) & (df["who"] == "student")
-    df.loc[best_student, "accuracy"] += 10.0  # now the distilled student beats both teachers
-    df = df.assign(train_seconds=300.0, run_id=[f"{lam} {seed}" for lam, seed in zip(df["lam"], df["seed"])])
-    answer = analyses.convergence_answers(df)["Which network would you deploy?"]
-    assert answer.startswith("Not clearly a teacher: in 0 of the 1 cells") and "and in 0 of 1 the EMA weights" in answer

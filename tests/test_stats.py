@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 
 from smoothdistill_lib.methods import METHODS
-from smoothdistill_lib.stats import holm, paired_test, pairwise_tests, pvalue_matrix, summary
+from smoothdistill_lib.stats import DesignError, holm, paired_test, pairwise_tests, pvalue_matrix, summary
 
 
 def test_summary_by_hand():
@@ -53,14 +53,17 @@ def test_corrected_test_inflates_variance():
     d = A - B
     j = d.size
     t_corr = d.mean() / np.sqrt((1 / j + n_test / n_train) * d.var(ddof=1))
-    r = paired_test(A, B, "corrected", n_train=n_train, n_test=n_test)
+    r = paired_test(A, B, "corrected", n_train=n_train, n_test=n_test, design="resamples")
     assert r["statistic"] == pytest.approx(t_corr)
     naive = paired_test(A, B, "ttest")
     # same statistic scaled by sqrt((1/J) / (1/J + n_test/n_train)), so a larger p-value
     assert r["statistic"] == pytest.approx(naive["statistic"] * np.sqrt((1 / j) / (1 / j + n_test / n_train)))
     assert r["pvalue"] > naive["pvalue"]
     with pytest.raises(ValueError, match="n_train and n_test"):
-        paired_test(A, B, "corrected")
+        paired_test(A, B, "corrected", design="resamples")
+    # on seeds or folds that share one test set the correction does not fit: refused, saying what does
+    with pytest.raises(DesignError, match="fits test split and seed varied together, not seeds on one fixed split"):
+        paired_test(A, B, "corrected", n_train=n_train, n_test=n_test)
 
 
 def test_exact_wilcoxon_on_five_pairs_cannot_go_below_0_0625():
@@ -74,7 +77,7 @@ def test_exact_wilcoxon_on_five_pairs_cannot_go_below_0_0625():
 
 def test_identical_inputs_and_errors():
     for test in ("ttest", "wilcoxon", "corrected"):
-        r = paired_test(A, A, test, n_train=10, n_test=2)
+        r = paired_test(A, A, test, n_train=10, n_test=2, design="resamples")
         assert r["pvalue"] == 1.0 and r["statistic"] == 0.0
     with pytest.raises(ValueError, match="unknown test"):
         paired_test(A, B, "anova")
@@ -120,8 +123,9 @@ def test_pvalue_matrix_layout_and_values():
     b = df[df.method == "smooth_distill"].sort_values(["seed", "fold"])["acc"].to_numpy()
     assert mat.loc["singletask", "smooth_distill"] == pytest.approx(paired_test(a, b)["pvalue"])
     assert mat.loc["born_again", "smooth_distill"] > 0.05 > mat.loc["singletask", "smooth_distill"]
-    holm_mat = pvalue_matrix(df, value_col="acc", test="corrected", adjust="holm", n_train=64, n_test=20)
-    raw = pvalue_matrix(df, value_col="acc", test="corrected", n_train=64, n_test=20)
+    holm_mat = pvalue_matrix(df, value_col="acc", test="corrected", adjust="holm", n_train=64, n_test=20,
+                             design="resamples")
+    raw = pvalue_matrix(df, value_col="acc", test="corrected", n_train=64, n_test=20, design="resamples")
     assert (holm_mat.to_numpy() >= raw.to_numpy() - 1e-15).all()
     assert (raw.to_numpy() >= mat.to_numpy() - 1e-15).all()  # corrected is more conservative
 

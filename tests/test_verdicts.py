@@ -178,3 +178,81 @@ def test_compare_bootstraps_windows_on_one_split_when_predictions_are_kept():
     t2 = verdicts.compare(FakeRecords(df))
     assert t2["interval"].str.startswith("paired t over 3 seeds").all() and not t2["test_sampling"].any()
     assert verdicts.tally(t2, "Does Smooth-Distill beat multitask?")["rows"] == 2
+
+
+# ----------------------------------------------------------------------------- the long grid's shape
+# (lam, who) -> task-1 test accuracy per seed on one split: the EMA weights gain 3 points on average,
+# distillation adds 1.17, Smooth-Distill's teacher another 0.67; single-task is 2 points below multitask
+LONG_ACC = {(0.0, "student"): [60.0, 61.0, 62.0], (0.0, "teacher"): [63.0, 64.5, 64.5],
+            (0.5, "student"): [64.0, 65.0, 66.5], (0.5, "teacher"): [64.5, 65.5, 67.5]}
+
+
+def long_frame(protocols=("paper",)) -> pd.DataFrame:
+    rows = []
+    for protocol in protocols:
+        for (lam, who), accs in LONG_ACC.items():
+            for seed, acc in enumerate(accs):
+                rows.append({"run_id": f"{protocol}{lam}-{seed}", "dataset": "wisdm", "protocol": protocol,
+                             "method": "smooth_distill", "lam": lam, "who": who, "seed": seed, "fold": 0, "task": 1,
+                             "split": "test", "accuracy": acc, "n_fit": 800, "n_test": 200, "train_ratio": np.nan,
+                             "split_seed": 42, "test_fold": np.nan})
+        for seed, acc in enumerate([58.0, 59.0, 60.0]):
+            rows.append({"run_id": f"{protocol}st-{seed}", "dataset": "wisdm", "protocol": protocol,
+                         "method": "singletask", "lam": np.nan, "who": "student", "seed": seed, "fold": 0, "task": 1,
+                         "split": "test", "accuracy": acc, "n_fit": 800, "n_test": 200, "train_ratio": np.nan,
+                         "split_seed": 42, "test_fold": np.nan})
+    return pd.DataFrame(rows)
+
+
+def test_the_decomposition_adds_up_and_baselines_are_asked_where_they_ran():
+    t = verdicts.compare(long_frame(("paper", "subject"))).set_index(["protocol", "question"])
+    paper = t.loc["paper"]
+    total = paper.loc["Does Smooth-Distill beat multitask?"]
+    avg, dist = paper.loc["Does weight averaging alone beat multitask?"], paper.loc["Does distillation add to weight averaging?"]
+    assert avg["effect"] == pytest.approx(3.0) and dist["effect"] == pytest.approx(np.mean([1.0, 0.5, 2.0]))
+    assert avg["effect"] + dist["effect"] == pytest.approx(total["effect"])
+    half = 4.302653 * 0.5 / np.sqrt(3)  # the averaging gain's diffs 3, 3.5, 2.5: sd 0.5
+    assert (avg["ci_low"], avg["ci_high"]) == pytest.approx((3 - half, 3 + half), abs=1e-5)
+    assert paper.loc["Does single-task training beat multitask?"]["effect"] == pytest.approx(-2.0)
+    assert "Does Born-Again match Smooth-Distill?" not in paper.index  # no Born-Again runs: no row
+    assert len(t) == 2 * 5  # 2 protocols x (4 questions + single-task), task 1 only in this frame
+    assert verdicts.compare(long_frame().query("seed == 0")).empty  # one seed: nothing to pair
+
+
+def test_answers_lead_with_a_plain_headline_and_list_only_what_resolves():
+    t = verdicts.compare(long_frame(("paper", "subject")))
+    a = verdicts.answers(t)
+    assert list(a)[:4] == [q for _, _, _, q in verdicts.QUESTIONS]
+    avg = a["Does weight averaging alone beat multitask?"]
+    assert avg.startswith("EMA weights alone is more accurate than multitask on WISDM with random windows, task 1; "
+                          "WISDM with unseen subjects, task 1.")
+    # distillation: diffs 1, 0.5, 2 -> the seed t interval crosses zero: no direction anywhere
+    assert a["Does distillation add to weight averaging?"] == (
+        "Smooth-Distill against EMA weights alone: the data cannot tell in any of the 2 cases (dataset, protocol, task).")
+    assert verdicts.headline(t, "Does Born-Again match Smooth-Distill?") is None
+
+
+def test_reading_table_and_disagreements():
+    fixed = verdicts.compare(long_frame())
+    r = verdicts.reading_table(fixed)
+    row = r.loc[("Does weight averaging alone beat multitask", "WISDM, random windows, task 1")]
+    assert row["A − B (points)"] == "+3.00" and row["verdict"] == "A better" and row["runs"] == 3
+    assert row["P(A beats B)"].startswith("1.00 (0.29–1.00)")  # 3 wins of 3: Clopper-Pearson lower 0.292
+    cv = fixed.copy()
+    cv.loc[cv["question"] == "Does weight averaging alone beat multitask?", ["ci_low", "ci_high"]] = (-1.0, 4.0)
+    d = verdicts.disagreements(fixed, cv)
+    assert d["question"].tolist() == ["Does weight averaging alone beat multitask?"]
+    assert (d["verdict (one split)"].iloc[0], d["verdict (cross-validated)"].iloc[0]) == ("+", "?")
+
+
+def test_plot_verdict_draws_one_question_with_both_designs():
+    from smoothdistill_lib import plots
+
+    fixed = verdicts.compare(long_frame(("paper", "subject")))
+    fig = plots.plot_verdict({"one split, 3 seeds": fixed, "resamples": fixed}, "Does Smooth-Distill beat multitask?")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["WISDM, random windows, task 1",
+                                                            "WISDM, unseen subjects, task 1"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one split, 3 seeds", "resamples"]
+    with pytest.raises(ValueError, match="no rows"):
+        plots.plot_verdict({"x": fixed}, "Does Born-Again match Smooth-Distill?")
