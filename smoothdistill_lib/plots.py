@@ -30,6 +30,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 
+from smoothdistill_lib.analyses import role_name
 from smoothdistill_lib.methods import METHODS, known_first
 from smoothdistill_lib.models import MODELS, describe
 from smoothdistill_lib.stats import summary
@@ -383,15 +384,16 @@ def plot_verdict(tables: Mapping[str, pd.DataFrame], question: str, title: str |
     width = 0.5 / max(1, len(rows))
     colours = sns.color_palette("colorblind", len(rows))
     for i, ((label, t), colour) in enumerate(zip(rows.items(), colours)):
-        pos = {c: y0[j] + (i - (len(rows) - 1) / 2) * width * 1.6 for j, c in enumerate(cases)}
+        pos = {c: y0[j] - (i - (len(rows) - 1) / 2) * width * 1.6 for j, c in enumerate(cases)}  # first on top
         y = np.array([pos[(r.dataset, r.protocol, int(r.task))] for r in t.itertuples()])
         ax.hlines(y, t["ci_low"], t["ci_high"], color=colour, lw=2.2, alpha=0.8)
         ax.plot(t["effect"], y, "o", color=colour, label=label, ms=4.5)
     ax.axvline(0, color="0.35", lw=0.8, ls="--")
     ax.set_yticks(y0, labels)
-    ax.set_xlabel("difference A − B, points of test accuracy (95 % interval)")
+    first = rows[next(iter(rows))].iloc[0]
+    ax.set_xlabel(f"{role_name(first['a'])} − {role_name(first['b'])} (test accuracy, points; 95 % interval)")
     ax.set_title(title or question, loc="left")
-    ax.legend(loc="lower right" if len(cases) > 3 else "best", frameon=False)
+    fig.legend(loc="outside lower center", ncols=len(rows), frameon=False)
     return fig
 
 

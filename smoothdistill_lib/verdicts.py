@@ -26,6 +26,11 @@ import pandas as pd
 from smoothdistill_lib import predictions, stats
 from smoothdistill_lib.analyses import ROLES, role_name
 from smoothdistill_lib.records import Records
+from smoothdistill_lib.windows import window_starts
+from smoothdistill_lib.wisdm import DOCUMENTED_ROWS
+
+#: WISDM windows of the whole archive in the paper's stream (phone rows, then watch rows): 143,023
+PAPER_WISDM_WINDOWS = len(window_starts(sum(DOCUMENTED_ROWS.values()), length=100, step=60))
 
 #: (key, role a, role b, the question): a - b is the effect. Roles are those of analyses.ROLES
 #: (networks of Smooth-Distill runs at lambda 0 and 0.5) or a baseline method's student.
@@ -175,9 +180,10 @@ def direction(row) -> int:
 
 
 def where(row) -> str:
-    """"WISDM, random windows, task 1" (task 1: activity or posture; task 2: placement)."""
-    return (f"{DATASET_NAMES.get(row['dataset'], row['dataset'])}, {PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}, "
+    """"WISDM, random windows, task 1" (task 1: activity or posture; task 2: placement), first letter up."""
+    text = (f"{DATASET_NAMES.get(row['dataset'], row['dataset'])}, {PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}, "
             f"task {int(row['task'])}")
+    return text[:1].upper() + text[1:]
 
 
 def sentence(row, family: int | None = None) -> str:
@@ -189,7 +195,7 @@ def sentence(row, family: int | None = None) -> str:
     a, b = role_name(row["a"]), role_name(row["b"])
     a = a[:1].upper() + a[1:]
     interval = f"{row['effect']:+.2f} points, 95 % interval {row['ci_low']:+.2f} to {row['ci_high']:+.2f}"
-    won = f"it won {row['p_win']:.0%} of {int(row['n'])} paired runs"
+    won = f"ahead in {row['p_win']:.0%} of {int(row['n'])} paired runs"
     sign = direction(row)
     if sign:
         verb = "is more accurate than" if sign > 0 else "is less accurate than"
@@ -207,6 +213,23 @@ def sentence(row, family: int | None = None) -> str:
     elif not row["test_sampling"]:
         text += " (Seed interval only: test-sampling error is not in it.)"
     return text
+
+
+def brief(table: pd.DataFrame | None, dataset: str, question: str, task: int = 1, protocol: str | None = None) -> str:
+    """One case of a :func:`compare` table in a few words, by the verdict rule: "+2.46 points (95 %
+    seed interval -2.3 to +7.2, 3 seeds: cannot tell)"; "not in the records" when absent."""
+    if table is None or table.empty:
+        return "not in the records"
+    rows = table[(table["dataset"] == dataset) & (table["question"] == question) & (table["task"] == task)]
+    if protocol is not None:
+        rows = rows[rows["protocol"] == protocol]
+    if rows.empty:
+        return "not in the records"
+    r = rows.iloc[0]
+    kind = {"seeds": "seed interval" if not r["test_sampling"] else "interval over seeds and test windows",
+            "resamples": "corrected resampled interval"}[r["design"]]
+    what = {1: "A better", -1: "A worse", 0: "cannot tell"}[direction(r)]
+    return f"{r['effect']:+.2f} points (95 % {kind} {r['ci_low']:+.1f} to {r['ci_high']:+.1f}, {int(r['n'])} runs: {what})"
 
 
 def sentences(table: pd.DataFrame, question: str | None = None) -> list[str]:
@@ -283,11 +306,39 @@ def disagreements(fixed: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
     return both[both["verdict (one split)"] != both["verdict (cross-validated)"]].reset_index(drop=True)
 
 
+def scope(records: Records, table: pd.DataFrame | None = None) -> str:
+    """The caveats every verdict from ``records`` carries, as one sentence: how many runs and
+    resamples or seeds, on what share of WISDM, and that the sleep data are simulated."""
+    runs = records.df.drop_duplicates("run_id")
+    design = design_of(runs) if len(runs) else "seeds"
+    per = runs.groupby(["dataset", "protocol"])["run_id"].nunique()
+    parts = [f"{len(runs)} runs of the `{records.name}` grid"]
+    if design == "resamples":
+        k = int(runs["seed"].nunique())
+        parts.append(f"{k} resample(s) of test split and seed per cell (fewest runs in a cell: {int(per.min())})")
+    else:
+        parts.append(f"{int(runs['seed'].nunique())} seed(s) on one fixed split per cell")
+    wisdm = [records.records[r]["data"]["n_windows"] for r in runs.loc[(runs["dataset"] == "wisdm")
+                                                                         & (runs["protocol"] == "paper"), "run_id"]]
+    if wisdm:
+        parts.append(f"WISDM: the {max(wisdm):,} windows of the subjects present, "
+                     f"{max(wisdm) / PAPER_WISDM_WINDOWS:.0%} of the paper's {PAPER_WISDM_WINDOWS:,}")
+    if "sleepsim" in set(runs["dataset"]):
+        parts.append("sleep postures: simulated data (the paper's recordings are not public)")
+    parts.append("MTL-net, $\\lambda = 0.5$, the paper's decay $a = 0.999$")
+    if table is not None and len(table):
+        parts.append(f"Holm's adjustment over the {len(table)} comparisons asked")
+    return "; ".join(parts) + "."
+
+
 def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`compare` for reading: one row per question x case, columns effect, 95 % interval,
     P(A beats B) with its interval, Holm p and the verdict ("more accurate", "less accurate",
     "cannot tell"), numbers as text with one format (two decimals for points)."""
     word = {1: "A better", -1: "A worse", 0: "cannot tell"}
+    order = {q: k for k, (_, _, _, q) in enumerate(QUESTIONS + BASELINE_QUESTIONS)}
+    table = table.assign(_q=table["question"].map(order).fillna(len(order))).sort_values(
+        ["_q", "dataset", "protocol", "task"], kind="stable")
     out = pd.DataFrame({
         "question": table["question"].str.replace("?", "", regex=False),
         "case": [f"{DATASET_NAMES.get(d, d)}, {PROTOCOL_NAMES.get(p, p)}, task {int(t)}"
@@ -303,4 +354,4 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["question", "case"])
 
 
-__all__ = ["answers", "disagreements", "headline", "reading_table", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

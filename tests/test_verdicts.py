@@ -94,7 +94,7 @@ def row(lo, hi, design="resamples", p_holm=0.01, need=None, test_sampling=True, 
 def test_a_direction_only_where_the_interval_excludes_zero():
     up = verdicts.sentence(row(0.5, 2.5), family=32)
     assert up.startswith("WISDM, unseen subjects, task 2: Smooth-Distill is more accurate than multitask (+1.50 points")
-    assert "won 80% of 5 paired runs" in up and "Holm" not in up
+    assert "ahead in 80% of 5 paired runs" in up and "Holm" not in up
     down = verdicts.sentence(row(-3.0, -1.0))
     assert "is less accurate than multitask" in down
     unsure = verdicts.sentence(row(-1.0, 2.0, need=12))
@@ -253,6 +253,16 @@ def test_plot_verdict_draws_one_question_with_both_designs():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["WISDM, random windows, task 1",
                                                             "WISDM, unseen subjects, task 1"]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one split, 3 seeds", "resamples"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["one split, 3 seeds", "resamples"]
     with pytest.raises(ValueError, match="no rows"):
         plots.plot_verdict({"x": fixed}, "Does Born-Again match Smooth-Distill?")
+
+
+def test_brief_names_the_interval_and_the_verdict():
+    t = verdicts.compare(long_frame())
+    avg = verdicts.brief(t, "wisdm", "Does weight averaging alone beat multitask?")
+    half = 4.302653 * 0.5 / np.sqrt(3)
+    assert avg == f"+3.00 points (95 % seed interval {3 - half:+.1f} to {3 + half:+.1f}, 3 runs: A better)"
+    assert verdicts.brief(t, "wisdm", "Does distillation add to weight averaging?").endswith("3 runs: cannot tell)")
+    assert verdicts.brief(t, "sleepsim", "Does distillation add to weight averaging?") == "not in the records"
+    assert verdicts.brief(None, "wisdm", "x") == "not in the records"
