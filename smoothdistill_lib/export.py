@@ -243,18 +243,25 @@ def deployment_report(model: nn.Module, name: str, folder: str | Path, calibrati
     (per window, FlopCounterMode on the torch model: the same operations in both precisions),
     ``latency_ms`` (:func:`latency_ms`), ``max_abs_diff`` (onnxruntime vs torch logits on the test
     windows; for int8 the deviation quantisation causes), and ``acc_task{k}``/``f1_task{k}`` on
-    ``X_test`` with labels ``y_test`` (one array per head).
+    ``X_test`` with labels ``y_test`` (one array per head). The int8 row also holds ``vs_fp32``:
+    per task, the test windows ``n``, those only fp32 gets right (``fp32_only``) and those only int8
+    gets right (``int8_only``): the discordant pairs behind the accuracy change, for McNemar's test
+    and its interval (:func:`stats.paired_proportion_change`).
     """
     folder = Path(folder)
     fp32 = export_onnx(model, folder / f"{name}.onnx", window_length, opset)
     int8 = quantize_int8(fp32, folder / f"{name}.int8.onnx", calibration)
     n_classes = [h.out_features for h in model.heads]
     params, flops = count_parameters(model), count_flops(model, (1, 3, window_length))["value"]
-    rows = []
+    rows, right = [], {}
     for precision, path in (("fp32", fp32), ("int8", int8)):
+        logits = onnx_logits(path, X_test)
+        right[precision] = [z.argmax(1) == np.asarray(y) for z, y in zip(logits, y_test)]
         rows.append({"model": name, "precision": precision, "params": params,
                      "file_bytes": path.stat().st_size, "flops": flops,
                      "latency_ms": latency_ms(path, window_length, repeats=repeats),
                      "max_abs_diff": check_onnx(model, path, X_test),
                      **onnx_scores(path, X_test, y_test, n_classes)})  # fmt: skip
+    rows[1]["vs_fp32"] = {f"task{k}": {"n": int(len(a)), "fp32_only": int(np.sum(a & ~b)), "int8_only": int(np.sum(b & ~a))}
+                          for k, (a, b) in enumerate(zip(right["fp32"], right["int8"]), start=1)}
     return rows

@@ -43,6 +43,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,13 +53,23 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
-from smoothdistill_lib import students  # noqa: F401  (registers the students in models.MODELS)
+from smoothdistill_lib import (
+    export,
+    provenance,
+    stats,
+    students,  # noqa: F401  (registers the students in models.MODELS)
+)
+from smoothdistill_lib.checkpoints import fit_or_load
 from smoothdistill_lib.config import get_mode, project_root, results_dir
-from smoothdistill_lib.engine import make_optimizer, predict
+from smoothdistill_lib.engine import TrainConfig, make_optimizer, predict
+from smoothdistill_lib.fileio import atomic_write_json
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import build_model, count_parameters
+from smoothdistill_lib.pipeline import prepare
+from smoothdistill_lib.windows import to_layout
 
 LEVELS = ("logits", "stage", "memory")
 #: the ablation's level combinations, in the chapter's order
@@ -213,7 +224,6 @@ def teacher_stage_modules(teacher: nn.Module) -> list[nn.Module]:
 def teacher_outputs(teacher: nn.Module, X: torch.Tensor, batch_size: int = 512):
     """``(logits tuple of (N, c_k), [stage maps (N, C*H, T)], features (N, F))`` of a frozen teacher on
     windows ``X`` ``(N, 1, 3, L)`` in the axes layout (converted for a faithful MTL-net)."""
-    from smoothdistill_lib.windows import to_layout
 
     layout = getattr(teacher, "layout", "axes")
     grabbed: list[torch.Tensor] = []
@@ -479,7 +489,6 @@ class Ablation:
 
 def load_ablation(path: str | Path) -> Ablation:
     """Read an :class:`Ablation` from YAML; unknown keys or combinations raise ``ValueError`` naming them."""
-    import yaml
 
     path = Path(path)
     raw = yaml.safe_load(path.read_text()) or {}
@@ -501,8 +510,6 @@ def _run_id(identity: dict) -> str:
 
 def _teacher(prep, fit_idx, val_idx, test_idx, model: str, mode, seed: int):
     """The Smooth-Distill EMA teacher of this split and fold (trained once, then loaded from checkpoints/)."""
-    from smoothdistill_lib.checkpoints import fit_or_load
-    from smoothdistill_lib.engine import TrainConfig
 
     cfg = TrainConfig(method="smooth_distill", model=model, seed=seed, epochs=mode.epochs,
                       batch_size=mode.batch_size, ema_decay=mode.ema_decay, min_steps=mode.min_steps,
@@ -510,7 +517,6 @@ def _teacher(prep, fit_idx, val_idx, test_idx, model: str, mode, seed: int):
     layout = build_model(model, (2, 2)).layout
     data = prep.windows
     if layout != "axes":  # the faithful MTL-net is trained on the authors' layout
-        from smoothdistill_lib.windows import to_layout
 
         data = (to_layout(data.X, "axes", layout), data.y1, data.y2)
     ck = fit_or_load(project_root() / "checkpoints" / "smldist", data, fit_idx, val_idx, test_idx, cfg,
@@ -524,7 +530,6 @@ def _teacher(prep, fit_idx, val_idx, test_idx, model: str, mode, seed: int):
 def load_teacher(dataset: str, protocol: str = "paper", mode: str | None = None, model: str = "mtlnet_corrected"):
     """``(teacher, prepared, (fit_idx, val_idx, test_idx))`` for a dataset and protocol (fold 0), the teacher
     trained as in :func:`run_ablation` (so after a run it is loaded from ``checkpoints/``, not trained)."""
-    from smoothdistill_lib.pipeline import prepare
 
     m = get_mode(mode)
     prep = prepare(dataset, protocol=protocol, mode=m.name)
@@ -553,7 +558,6 @@ def deployment_table(records: Sequence[dict]) -> pd.DataFrame:
 
 
 def _scores_of(net: nn.Module, w, idx_by_split: dict) -> dict:
-    from smoothdistill_lib.windows import to_layout
 
     metrics = {}
     for split, idx in idx_by_split.items():
@@ -566,10 +570,7 @@ def _scores_of(net: nn.Module, w, idx_by_split: dict) -> dict:
 
 
 def _deploy(net: nn.Module, name: str, w, calib_idx, test_idx) -> list[dict]:
-    import tempfile
 
-    from smoothdistill_lib import export
-    from smoothdistill_lib.windows import to_layout
 
     X = to_layout(w.X, "axes", getattr(net, "layout", "axes"))
     with tempfile.TemporaryDirectory() as folder:
@@ -591,9 +592,6 @@ def run_ablation(path: str | Path | Ablation, mode: str | None = None, results: 
     ``calibration_windows`` fit windows drawn with the seed; measured on the test windows).
     ``results`` defaults to ``config.results_dir()``.
     """
-    from smoothdistill_lib import provenance
-    from smoothdistill_lib.fileio import atomic_write_json
-    from smoothdistill_lib.pipeline import prepare
 
     abl = load_ablation(path) if not isinstance(path, Ablation) else path
     m = get_mode(mode)
@@ -663,6 +661,65 @@ def run_ablation(path: str | Path | Ablation, mode: str | None = None, results: 
     return records
 
 
+def _name(spec: dict) -> str:
+    return "MTL-net teacher" if spec["student"] == "teacher" else f"{spec['student']} ({spec['combination']})"
+
+
+def int8_change(records: Sequence[dict], task: int = 1) -> pd.DataFrame:
+    """What int8 quantisation changes in test accuracy, per dataset x protocol x model (points), from
+    the discordant test windows of every seed's fp32 and int8 export, pooled over seeds
+    (:func:`stats.paired_proportion_change`: Wald interval, McNemar's exact p). Records made before
+    the discordant counts were stored (no ``vs_fp32``) are left out. Columns ``seeds, windows,
+    fp32 only, int8 only, change, ci_low, ci_high, p (McNemar)``."""
+    pooled: dict = {}
+    for r in records:
+        s = r["spec"]
+        for d in r.get("deployment", []):
+            v = (d.get("vs_fp32") or {}).get(f"task{task}")
+            if d["precision"] != "int8" or v is None:
+                continue
+            key = (s["dataset"], s["protocol"], _name(s))
+            acc = pooled.setdefault(key, {"seeds": 0, "windows": 0, "fp32 only": 0, "int8 only": 0})
+            acc["seeds"] += 1
+            acc["windows"] += v["n"]
+            acc["fp32 only"] += v["fp32_only"]
+            acc["int8 only"] += v["int8_only"]
+    rows = []
+    for key, acc in pooled.items():
+        c = stats.paired_proportion_change(acc["fp32 only"], acc["int8 only"], acc["windows"])
+        rows.append({"dataset": key[0], "protocol": key[1], "model": key[2], **acc, "change": c["change"],
+                     "ci_low": c["ci_low"], "ci_high": c["ci_high"], "p (McNemar)": c["p_mcnemar"]})
+    cols = ["dataset", "protocol", "model", "seeds", "windows", "fp32 only", "int8 only", "change", "ci_low",
+            "ci_high", "p (McNemar)"]
+    return pd.DataFrame(rows, columns=cols).set_index(["dataset", "protocol", "model"]).sort_index()
+
+
+def chosen_on_validation(records: Sequence[dict], task: int = 1) -> pd.DataFrame:
+    """The student (model and combination of levels) to deploy, per dataset x protocol, chosen by its
+    mean **validation** accuracy on ``task`` over seeds (fp32, torch): the test windows play no part
+    in the choice. Columns ``model, seeds, val acc`` and the chosen student's mean test accuracy in
+    fp32 and int8 (ONNX) for reporting."""
+    rows = []
+    for r in records:
+        s = r["spec"]
+        if s["student"] == "teacher":
+            continue
+        dep = {d["precision"]: d for d in r.get("deployment", [])}
+        rows.append({"dataset": s["dataset"], "protocol": s["protocol"], "model": _name(s),
+                     "val acc": r["metrics"][f"val_task{task}"]["accuracy"],
+                     "test acc fp32": dep.get("fp32", {}).get(f"acc_task{task}", np.nan),
+                     "test acc int8": dep.get("int8", {}).get(f"acc_task{task}", np.nan),
+                     "kB int8": dep.get("int8", {}).get("file_bytes", np.nan) / 1000})
+    if not rows:
+        return pd.DataFrame(columns=["model", "seeds", "val acc", "test acc fp32", "test acc int8", "kB int8"])
+    df = pd.DataFrame(rows)
+    means = df.groupby(["dataset", "protocol", "model"]).agg(
+        seeds=("val acc", "size"), **{k: (k, "mean") for k in ("val acc", "test acc fp32", "test acc int8", "kB int8")})
+    best = means.reset_index().sort_values("val acc", ascending=False, kind="stable").groupby(
+        ["dataset", "protocol"], sort=True).head(1)
+    return best.set_index(["dataset", "protocol"]).sort_index()
+
+
 def ablation_table(records: Sequence[dict]) -> pd.DataFrame:
     """One row per dataset / protocol / student / combination: mean over seeds of test accuracy and
     macro-F1 (percent) of both tasks, parameters and the number of seeds."""
@@ -686,7 +743,7 @@ def ablation_table(records: Sequence[dict]) -> pd.DataFrame:
 
 __all__ = [
     "COMBINATIONS", "LEVELS", "Ablation", "DistillHeads", "HopfieldLayer", "SMLDistConfig", "StudentResult",
-    "ablation_table", "conditional_target", "deployment_table", "load_teacher", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
+    "ablation_table", "chosen_on_validation", "conditional_target", "int8_change", "deployment_table", "load_teacher", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
     "match_length", "memory_loss", "run_ablation", "stage_loss", "stage_pairs", "teacher_outputs",
     "teacher_targets",
 ]  # fmt: skip

@@ -386,3 +386,20 @@ def pairs_needed(mean_diff: float, sd: float, *, ratio: float = 0.0, confidence:
         if st.t.ppf(0.5 + confidence / 2, j - 1) * sd * np.sqrt(1.0 / j + ratio) < m:
             return j
     return None
+
+
+def paired_proportion_change(only_a: int, only_b: int, n: int, confidence: float = 0.95) -> dict:
+    """The change in accuracy from A to B on the SAME ``n`` windows (points), from the discordant
+    pairs: ``only_a`` windows only A gets right, ``only_b`` only B. Change = 100 (only_b - only_a) / n,
+    its Wald interval for paired proportions (variance ``(b + c - (c - b)^2 / n) / n^2``) and McNemar's
+    exact two-sided p (``scipy.stats.binomtest(only_b, only_a + only_b)``; 1 when none differ).
+    Windows both get right or both get wrong carry no information about the change."""
+    b, c = int(only_a), int(only_b)
+    if n <= 0 or b < 0 or c < 0 or b + c > n:
+        raise ValueError(f"paired_proportion_change: need 0 <= only_a + only_b <= n, got {b} + {c} of {n}")
+    diff = (c - b) / n
+    se = np.sqrt(max(b + c - (c - b) ** 2 / n, 0.0)) / n
+    q = st.norm.ppf(0.5 + confidence / 2)
+    p = 1.0 if b + c == 0 else float(st.binomtest(c, b + c, 0.5).pvalue)
+    return {"n": int(n), "only_a": b, "only_b": c, "change": float(100 * diff),
+            "ci_low": float(100 * (diff - q * se)), "ci_high": float(100 * (diff + q * se)), "p_mcnemar": p}

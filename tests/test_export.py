@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from smoothdistill_lib import export
+from smoothdistill_lib import export, students  # noqa: F401  (students registers chapter 11's models)
 from smoothdistill_lib.compute import count_flops
 from smoothdistill_lib.models import build_model
 
@@ -73,6 +73,13 @@ def test_deployment_report_rows(tmp_path, trained_like):
     # the accuracy is onnxruntime's own: recompute it from its logits
     z1 = export.onnx_logits(tmp_path / "mnv3.onnx", X[64:128])[0]
     assert fp32["acc_task1"] == pytest.approx(100 * np.mean(z1.argmax(1) == y[0]))
+    # the discordant windows behind the int8 change: recomputed from both precisions' logits
+    q1 = export.onnx_logits(tmp_path / "mnv3.int8.onnx", X[64:128])[0]
+    a, b = z1.argmax(1) == y[0], q1.argmax(1) == y[0]
+    assert "vs_fp32" not in fp32
+    assert int8["vs_fp32"]["task1"] == {"n": 64, "fp32_only": int(np.sum(a & ~b)), "int8_only": int(np.sum(b & ~a))}
+    v = int8["vs_fp32"]["task1"]
+    assert int8["acc_task1"] - fp32["acc_task1"] == pytest.approx(100 * (v["int8_only"] - v["fp32_only"]) / 64)
 
 
 def test_unsupported_model_or_opset_is_one_clear_error(tmp_path):

@@ -10,8 +10,8 @@ import smoothdistill_lib
 #: the data flow, first to last: a module may import only modules listed before it
 ORDER = ["config", "errors", "fileio", "recordings", "wisdm", "mhealth", "sleep", "sleepsim", "download",
          "datasets", "firstuse", "windows", "splits", "pipeline", "models", "students", "losses", "ema", "amp", "methods",
-         "metrics", "provenance", "compute", "engine", "checkpoints", "experiment", "predictions", "records", "stack", "shards",
-         "runner", "export", "smldist", "stats",
+         "metrics", "stats", "provenance", "compute", "engine", "checkpoints", "experiment", "predictions", "records", "stack", "shards",
+         "runner", "export", "smldist",
          "report", "analyses", "verdicts", "plots", "prose", "exercises", "colab", "nb", "course", "cli", "__main__"]
 PACKAGE = Path(smoothdistill_lib.__file__).parent
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats as st
 from torch import nn
 
 from smoothdistill_lib import smldist
@@ -318,3 +319,36 @@ def test_load_ablation_and_run_ablation_write_resumable_records(tmp_path, monkey
     bad.write_text("students:\n  s: {student: small_cnn, combinations: [logits+hopfield]}\n")
     with pytest.raises(ValueError, match="unknown combination"):
         smldist.load_ablation(bad)
+
+
+# ----------------------------------------------------------------------------- deployment read from records
+def _dep_record(dataset, student, combo, seed, val, test32, test8, fp32_only, int8_only, n=800):
+    return {"spec": {"dataset": dataset, "protocol": "paper", "student": student, "combination": combo, "seed": seed},
+            "metrics": {"val_task1": {"accuracy": val}},
+            "deployment": [{"precision": "fp32", "acc_task1": test32, "file_bytes": 200_000},
+                           {"precision": "int8", "acc_task1": test8, "file_bytes": 60_000,
+                            "vs_fp32": {"task1": {"n": n, "fp32_only": fp32_only, "int8_only": int8_only}}}]}
+
+
+def test_int8_change_pools_the_discordant_windows_of_every_seed():
+    recs = [_dep_record("wisdm", "small_cnn", "none", s, 50, 50, 49, 10, 4) for s in range(3)]
+    t = smldist.int8_change(recs)
+    row = t.loc[("wisdm", "paper", "small_cnn (none)")]
+    assert (row["seeds"], row["windows"], row["fp32 only"], row["int8 only"]) == (3, 2400, 30, 12)
+    # (12 - 30) / 2400 = -0.75 points; Wald variance (42 - 18^2/2400) / 2400^2; McNemar exact on 12 of 42
+    se = np.sqrt(42 - 324 / 2400) / 2400
+    assert row["change"] == pytest.approx(-0.75)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((100 * (-18 / 2400 - 1.959964 * se), 100 * (-18 / 2400 + 1.959964 * se)))
+    assert row["p (McNemar)"] == pytest.approx(st.binomtest(12, 42).pvalue)
+    old = {**recs[0], "deployment": [{**d, "vs_fp32": None} for d in recs[0]["deployment"]]}
+    assert smldist.int8_change([old]).empty  # records without the counts are left out
+
+
+def test_the_deployed_student_is_chosen_on_validation_not_test():
+    recs = [_dep_record("wisdm", "mobilenet_v3s", "all", s, 60 + s, 40, 40, 0, 0) for s in range(3)]
+    recs += [_dep_record("wisdm", "small_cnn", "none", s, 55, 70, 69, 0, 0) for s in range(3)]  # best on test only
+    recs.append({"spec": {"dataset": "wisdm", "protocol": "paper", "student": "teacher"},
+                 "metrics": {"val_task1": {"accuracy": 99.0}}, "deployment": []})
+    pick = smldist.chosen_on_validation(recs).loc[("wisdm", "paper")]
+    assert pick["model"] == "mobilenet_v3s (all)" and pick["seeds"] == 3 and pick["val acc"] == pytest.approx(61.0)
+    assert pick["test acc int8"] == 40 and pick["kB int8"] == 60

@@ -266,3 +266,14 @@ def test_brief_names_the_interval_and_the_verdict():
     assert verdicts.brief(t, "wisdm", "Does distillation add to weight averaging?").endswith("3 runs: cannot tell)")
     assert verdicts.brief(t, "sleepsim", "Does distillation add to weight averaging?") == "not in the records"
     assert verdicts.brief(None, "wisdm", "x") == "not in the records"
+
+
+def test_paired_proportion_change_is_mcnemar_with_a_wald_interval():
+    r = stats.paired_proportion_change(10, 4, 800)  # fp32 only right on 10 windows, int8 only on 4
+    se = np.sqrt(14 - 36 / 800) / 800
+    assert r["change"] == pytest.approx(-0.75)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((100 * (-0.0075 - 1.959964 * se), 100 * (-0.0075 + 1.959964 * se)))
+    assert r["p_mcnemar"] == pytest.approx(2 * (1 + 14 + 91 + 364 + 1001) / 2**14)  # exact: 2 P(X <= 4 | 14, 1/2)
+    assert stats.paired_proportion_change(0, 0, 100)["p_mcnemar"] == 1.0
+    with pytest.raises(ValueError, match="only_a"):
+        stats.paired_proportion_change(60, 50, 100)
