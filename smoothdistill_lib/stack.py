@@ -479,12 +479,20 @@ def fit_stacked(data, runs: Sequence[tuple], progress: bool = True, *, build=Non
 # Grids: the runner's stacked path (run ... --stack)
 
 
+#: the one line a CUDA user reads when stacking is left to its default (off)
+CUDA_NOTE = ("note: replica stacking is off by default: it has not yet been checked against unstacked runs on a "
+             "GPU (tools/gpu_check.py does); `run --stack` turns it on")
+
+
 def enabled(stack: bool | None, device=None) -> bool:
-    """``--stack``/``--no-stack``: an explicit choice wins; None = on for CUDA, off elsewhere (on a
-    CPU stacking measured no faster than sequential runs: ``benchmarks/RESULTS.md``)."""
+    """``--stack``/``--no-stack``: an explicit choice wins; None = off everywhere. On a CPU stacking
+    measured no faster than sequential runs (``benchmarks/RESULTS.md``); on CUDA it is opt-in until
+    ``tools/gpu_check.py`` has run it on a device and its records matched unstacked runs there (a
+    path that has never run on a GPU must not be a GPU user's default): the runner prints
+    :data:`CUDA_NOTE` once."""
     if stack is not None:
         return bool(stack)
-    return E.resolve_device(device).type == "cuda"
+    return False
 
 
 def group_key(spec) -> str:

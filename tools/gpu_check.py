@@ -14,7 +14,12 @@ On a machine with a GPU (``--device cuda``, the default)::
 4. a slice of the full-mode main grid: WISDM, paper protocol, MTL-net, the five methods, seeds 0-4,
    fold 0, replica-stacked (``run --stack``), for at most ``--grid-seconds`` (the runner resumes, so
    every finished run is a complete record; an unfinished stack leaves none);
-5. ``out/gpu_check.tar.gz`` of all of it (records, JSON, logs), plus ``out/SUMMARY.txt``.
+5. replica stacking checked against unstacked runs on the device: a quick grid (sleepsim,
+   Smooth-Distill, seeds 0-1) run with ``--no-stack`` and with ``--stack``, each record's test
+   accuracies compared (``stack_check.json``): stacking stays opt-in until this matches;
+6. the architecture ablation at the paper's decay (``configs/long_arch.yaml``: LSTM, BiLSTM, GRU,
+   AnpoNet, lambda 0.5 and 0) with seeds 0-2, for at most ``--arch-seconds`` (long mode on CUDA);
+7. ``out/gpu_check.tar.gz`` of all of it (records, JSON, logs), plus ``out/SUMMARY.txt``.
 
 Data. The device machine gets a copy of the repository but not ``/work/shared``, and a carried
 folder is limited (64 MiB) while the shared WISDM subset is ~210 MB. So: ``--pack-data`` (run on a
@@ -108,13 +113,40 @@ def data_env(tmp: Path) -> tuple[dict, str]:
     return {}, "sleepsim"
 
 
+def stack_check(py: str, out: Path, dev: str, env: dict) -> dict:
+    """The same quick grid unstacked and stacked on ``dev``; every record's test accuracies side by
+    side (``out/stack_check.json``) and the largest difference in points."""
+    cfg = out / "gpu_stackcheck.yaml"
+    cfg.write_text(json.dumps({"name": "stackcheck", "datasets": ["sleepsim"], "methods": ["smooth_distill"],
+                               "seeds": [0, 1], "folds": [0], "description": "tools/gpu_check.py: stacking vs not"}))
+    acc = {}
+    for flag in ("--no-stack", "--stack"):
+        results = out / f"stackcheck{flag.replace('-', '_')}"
+        run([py, "-m", "smoothdistill_lib", "run", str(cfg), "--mode", "quick", flag, "--device", dev], out,
+            f"stackcheck{flag}", env={**env, "SMOOTHDISTILL_RESULTS": str(results)})
+        for path in sorted((results / "stackcheck" / "runs").glob("*.json")):
+            rec = json.loads(path.read_text())
+            for e in rec["evaluation"]:
+                if e["split"] == "test":
+                    acc.setdefault(f"{rec['run_id']}/{e['who']}/task{e['task']}", {})[flag] = e["metrics"]["accuracy"]
+        shutil.rmtree(results, ignore_errors=True)
+    diffs = [abs(v["--stack"] - v["--no-stack"]) for v in acc.values() if len(v) == 2]
+    summary = {"device": dev, "values": acc, "compared": len(diffs), "max_abs_diff_points": max(diffs, default=None)}
+    (out / "stack_check.json").write_text(json.dumps(summary, indent=1))
+    log(out, f"stack check on {dev}: {len(diffs)} test accuracies compared, largest difference "
+             f"{summary['max_abs_diff_points']} points (stacking stays opt-in until this is ~0)")
+    return summary
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu", action="store_true", help="toy-size dry run on the CPU (checks the script)")
     ap.add_argument("--out", default=None, help="output folder (default $OUT, else ./gpu_check_out)")
     ap.add_argument("--grid-seconds", type=float, default=300.0, help="time limit of the grid slice")
     ap.add_argument("--chapters", default=None, help="glob of chapters for nbval (default: all on CUDA, none with --cpu)")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["step", "stack", "chapters", "grid"])
+    ap.add_argument("--arch-seconds", type=float, default=240.0, help="time limit of the architecture grid")
+    ap.add_argument("--skip", nargs="*", default=[],
+                    choices=["step", "stack", "chapters", "grid", "stackcheck", "arch"])
     ap.add_argument("--pack-data", action="store_true", help="only write tools/gpu_data/wisdm_subset.tar.xz")
     ap.add_argument("--subjects", type=int, default=4, help="subjects in the packed WISDM subset")
     args = ap.parse_args(argv)
@@ -165,6 +197,18 @@ def main(argv=None) -> int:
                 env={**env, **denv, "SMOOTHDISTILL_RESULTS": str(out / "results")})
         n = len(list((out / "results" / "gpu_main" / "runs").glob("*.json")))
         log(out, f"grid slice: {n} finished run record(s) in {out / 'results' / 'gpu_main' / 'runs'}")
+    if "stackcheck" not in args.skip:
+        stack_check(py, out, dev, env)
+    if "arch" not in args.skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            denv, dataset = data_env(Path(tmp))
+            cfg = out / "gpu_arch.yaml"
+            cfg.write_text(json.dumps({
+                "name": "gpu_arch", "datasets": [dataset], "protocols": ["paper"],
+                "models": ["anponet", "lstm", "gru", "bilstm"], "methods": ["smooth_distill"], "lams": [0.5, 0.0],
+                "seeds": [0, 1, 2], "description": "tools/gpu_check.py: configs/long_arch.yaml with three seeds"}))
+            run([py, "-m", "smoothdistill_lib", "run", str(cfg), "--mode", "quick" if cpu else "long", "--device", dev],
+                out, "arch", timeout=args.arch_seconds, env={**env, **denv, "SMOOTHDISTILL_RESULTS": str(out / "results")})
     for name in ("step", "stack_fp32"):
         path = out / (f"bench_{name}.log")
         if path.exists():
