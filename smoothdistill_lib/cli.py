@@ -22,7 +22,7 @@ import sys
 import warnings
 
 from smoothdistill_lib.config import MODES
-from smoothdistill_lib.errors import UserError
+from smoothdistill_lib.errors import MAX_SEED, UserError, whole_number_problem
 
 # subcommand -> (module, handler). A handler takes the parsed Namespace and returns an exit code.
 HANDLERS = {
@@ -32,6 +32,7 @@ HANDLERS = {
     "run": ("smoothdistill_lib.runner", "cli_run"),
     "backfill": ("smoothdistill_lib.runner", "cli_backfill"),
     "report": ("smoothdistill_lib.report", "cli_report"),
+    "score": ("smoothdistill_lib.checkpoints", "cli_score"),
 }
 
 
@@ -62,6 +63,31 @@ def _int_at_least(minimum: int):
     return parse
 
 
+def _seed(text: str) -> int:
+    """argparse type: a seed every library here accepts, 0 .. 2**32 - 1 (``--seed -5`` failed inside
+    scikit-learn with "expected non-negative integer", a huge one inside torch with "Overflow when
+    unpacking long long", neither naming the option)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    why = whole_number_problem(value, 0, MAX_SEED)
+    if why is not None:
+        raise argparse.ArgumentTypeError(why)
+    return value
+
+
+def _subjects(text: str) -> list[int]:
+    """argparse type: comma-separated subject ids, e.g. ``3,4``."""
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        ids = []
+    if not ids:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of subject ids, e.g. 3,4")
+    return ids
+
+
 def _device(text: str) -> str:
     """argparse type: a device torch can use here (checked now, not after the data are prepared)."""
     from smoothdistill_lib.engine import resolve_device
@@ -88,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("windows", parents=[debug], help="window a dataset, split it, and print counts and leakage as JSON")
     w.add_argument("--dataset", required=True, help="wisdm | mhealth | sleep | sleepsim")
     w.add_argument("--protocol", default="paper", choices=["paper", "subject"])
-    w.add_argument("--seed", type=int, default=42)
+    w.add_argument("--seed", type=_seed, default=42, help="split seed, 0 .. 2**32 - 1 (default 42)")
     w.add_argument("--mode", choices=MODES, default=None, help="run size (default: $SMOOTHDISTILL_MODE)")
 
     t = sub.add_parser("train", parents=[debug], help="train one model with one method; print one JSON object")
@@ -97,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="singletask | multitask | sd_dropout | born_again | smooth_distill")
     t.add_argument("--model", default="mtlnet", help="mtlnet | mtlnet_corrected | lstm | bilstm | gru | anponet")
     t.add_argument("--mode", choices=MODES, default=None)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0, help="training seed, 0 .. 2**32 - 1")
     t.add_argument("--epochs", type=_int_at_least(1), default=None, help="epochs (default: the mode's)")
     t.add_argument("--protocol", default="paper", choices=["paper", "subject"])
     t.add_argument("--fold", type=_int_at_least(0), default=0)
@@ -114,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--require-clean", action="store_true",
                    help="refuse to start when tracked files have uncommitted changes (for records to publish)")
     r.add_argument("--stack", action=argparse.BooleanOptionalAction, default=None,
-                   help="train runs differing only in seed/fold as one replica-stacked model (default: on for CUDA)")
+                   help="train runs differing only in seed/fold as one replica-stacked model (default: off; opt-in until tools/gpu_check.py has checked it on a GPU)")
     r.add_argument("--shard", default=None, metavar="K/N",
                    help="run only shard K of N (1..N) of the grid, balanced by cost (a Slurm job array)")
+    r.add_argument("--networks", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep each run's trained networks beside its record (default; --no-networks for huge grids)")
 
     b = sub.add_parser("backfill", parents=[debug],
                        help="re-run records that keep no per-window predictions; add them where the re-run reproduces the record")
@@ -129,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", parents=[debug], help="print an experiment's tables as markdown and write CSVs")
     rep.add_argument("experiment", help="experiment name (folder under results/) or its path")
     rep.add_argument("--out", default=None, help="folder for the CSVs (default: the experiment folder)")
+
+    sc = sub.add_parser("score", parents=[debug],
+                        help="score a saved network (a run or a checkpoint) on subjects of a dataset; print its metrics")
+    sc.add_argument("checkpoint", help="a run, results/<experiment>/runs/<run_id>, or a checkpoint (.pt / .json)")
+    sc.add_argument("--subjects", type=_subjects, required=True, help="comma-separated subject ids, e.g. 3,4")
+    sc.add_argument("--network", choices=["student", "teacher"], default="student",
+                    help="which network of the run (default: student)")
+    sc.add_argument("--dataset", default=None, help="a registered dataset (default: the one it was trained on)")
+    sc.add_argument("--mode", choices=MODES, default=None,
+                    help="run size the dataset is loaded at (default: the mode it was trained in)")
     return p
 
 

@@ -277,8 +277,25 @@ def load_recording(name: str, mode=None, subjects=None, download: bool = True, *
         if tuple(got) != tuple(want):
             raise ValueError(f"dataset {name!r}: the loader's recording has {what} {list(got)}, "
                              f"the registry {list(want)}")
+    if subjects is not None:
+        # a loader that ignores ``subjects`` would hand its whole dataset on, and a checkpoint would
+        # then be scored on the subjects it was trained on without a word
+        asked = sorted({int(x) for x in subjects})
+        got = [int(x) for x in rec.subjects()]
+        if got != asked:
+            extra, missing = sorted(set(got) - set(asked)), sorted(set(asked) - set(got))
+            raise UserError(
+                f"dataset {name!r}: asked for subjects {asked}, its loader returned "
+                + ", ".join(p for p in (f"{len(extra)} others ({_short(extra)})" if extra else "",
+                                        f"none of {_short(missing)}" if missing else "") if p)
+                + ": the loader must keep exactly the subjects it is given (its `subjects` argument)")
     rec.info["mode"] = m.name
     return rec
+
+
+def _short(ids: list[int], k: int = 8) -> str:
+    """``[1, 2, 3]``, or the first ``k`` ids and how many more."""
+    return str(ids) if len(ids) <= k else f"{ids[:k]} and {len(ids) - k} more"
 
 
 def dataset_status() -> pd.DataFrame:

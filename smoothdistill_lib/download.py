@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -34,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from smoothdistill_lib.config import show_progress
 from smoothdistill_lib.errors import UserError
 from smoothdistill_lib.wisdm import wisdm_reference
 
@@ -58,6 +60,26 @@ class DownloadError(UserError, FileNotFoundError):
     """A dataset could not be fetched or unpacked; the message says what to download and where to put it."""
 
 
+#: what a request raises when the server was reached but gave no usable answer: a timeout, a closed,
+#: reset or refused connection, a malformed reply (http.client) or an HTTP error status
+_NO_ANSWER = (TimeoutError, ConnectionResetError, ConnectionRefusedError, ConnectionAbortedError,
+              http.client.HTTPException, urllib.error.HTTPError)
+
+
+def why_unreachable(e: BaseException) -> tuple[str, str]:
+    """``(kind, detail)`` of a failed request, for a one-line message: kind ``"server did not
+    answer"`` when the host was reached but did not answer (:data:`_NO_ANSWER`, also when urllib
+    wraps one in a ``URLError``), else ``"no network"`` (no route, a name that does not resolve, no
+    interface): the user's remedy differs (try later or use a mirror, vs. get online)."""
+    if isinstance(e, urllib.error.HTTPError):
+        return "server did not answer", f"HTTP {e.code} {e.reason}"
+    reason = getattr(e, "reason", None) if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, _NO_ANSWER):
+        detail = str(reason) or type(reason).__name__
+        return "server did not answer", "timed out" if isinstance(reason, TimeoutError) and not str(reason) else detail
+    return "no network", str(reason if reason is not None else e) or type(e).__name__
+
+
 def sha256_file(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -72,7 +94,8 @@ def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: flo
 
     Atomic: written to a temporary file in ``dest``'s folder, checked, then renamed. A checksum
     mismatch deletes the download and raises ValueError naming the file and both sums.
-    ``progress``: show a tqdm progress bar (bytes, out of the server's Content-Length).
+    ``progress``: show a tqdm progress bar (bytes, out of the server's Content-Length), unless
+    ``SMOOTHDISTILL_PROGRESS=0`` (:func:`config.show_progress`).
     """
     dest = Path(dest)
     if dest.exists():
@@ -90,7 +113,8 @@ def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: flo
                 from tqdm.auto import tqdm
 
                 total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                          disable=not show_progress(progress)) as bar:
                     while chunk := resp.read(_CHUNK):
                         out.write(chunk)
                         h.update(chunk)
@@ -102,9 +126,10 @@ def fetch(url: str, dest: Path | str, sha256: str | None = None, *, timeout: flo
             )
         os.replace(tmp, dest)
         clean_stale_parts(dest)  # finished: other .part files of this download are dead
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        kind, detail = why_unreachable(e)
         raise DownloadError(
-            f"could not download {url} ({e}). Download it by hand and save it as {dest}, then run again."
+            f"could not download {url} ({kind}: {detail}). Download it by hand and save it as {dest}, then run again."
         ) from e
     finally:
         Path(tmp).unlink(missing_ok=True)

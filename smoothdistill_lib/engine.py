@@ -41,8 +41,9 @@ from tqdm.auto import tqdm
 
 from smoothdistill_lib import amp
 from smoothdistill_lib.compute import synchronize
-from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.config import get_mode, show_progress
 from smoothdistill_lib.ema import BUFFER_POLICIES, EMATeacher
+from smoothdistill_lib.errors import MAX_SEED, whole_number_problem
 from smoothdistill_lib.methods import METHODS, Method, autocast, get_method, precision
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import MODELS, build_model
@@ -143,6 +144,8 @@ class TrainConfig:
             ("min_steps", self.min_steps is None or (isinstance(self.min_steps, int)
                                                      and not isinstance(self.min_steps, bool)
                                                      and self.min_steps >= 1), "None or a positive int"),
+            # the range torch, numpy and scikit-learn all take (a ratio run subsamples with this seed)
+            ("seed", whole_number_problem(self.seed, 0, MAX_SEED) is None, f"a whole number from 0 to {MAX_SEED}"),
         ]
         for name, ok, want in checks:
             if not ok:
@@ -658,7 +661,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     ``test_idx``: absolute indices (``test_idx`` may be ``None`` or empty: no test predictions).
     ``build(n_classes) -> nn.Module`` overrides ``config.model`` (any net following the models
     contract). ``n_classes`` defaults to the label names of ``Windows``, else max label + 1.
-    One tqdm bar over epochs (``progress=False`` silences it).
+    One tqdm bar over epochs (``progress=False`` or ``SMOOTHDISTILL_PROGRESS=0`` silences it).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"fit: config must be a TrainConfig, got {type(config).__name__}")
@@ -682,7 +685,7 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     fit_t, val_t, test_t = (torch.as_tensor(a, device=device) for a in (fit_np, val_np, test_np))
     data_t, stages = (X, y1, y2), (2 if method.stage1 else 1)
     bar = tqdm(total=cfg.epochs * stages, desc=f"{cfg.method}", unit="epoch", leave=True,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+               disable=not show_progress(progress), file=sys.stderr, dynamic_ncols=True)
     with _determinism(cfg.deterministic, device), bar:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator: same batches on every device
@@ -743,6 +746,8 @@ def cli_train(args) -> int:
         raise ValueError(f"--epochs must be a whole number >= 1, got {args.epochs!r}")
     if args.lam is not None and not (isinstance(args.lam, (int, float)) and math.isfinite(args.lam) and args.lam >= 0):
         raise ValueError(f"--lam must be a finite number >= 0, got {args.lam!r}")
+    if (why := whole_number_problem(args.seed, 0, MAX_SEED)) is not None:
+        raise ValueError(f"--seed: {why}")
     try:
         resolve_device(args.device)
     except ValueError as e:

@@ -18,6 +18,7 @@ will differ from the full dataset's. Filter it like any warning, or opt in to th
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 
@@ -77,8 +78,29 @@ def warn_incomplete(message: str, subset_ok: bool | None = None, *, stacklevel: 
     return True
 
 
+#: the seeds every library here accepts: scikit-learn's ``random_state`` and numpy's legacy
+#: ``RandomState`` take 0 .. 2**32 - 1 (torch takes more, negative ones too); a seed outside fails
+#: deep inside one of them ("expected non-negative integer", "Overflow when unpacking long long")
+MAX_SEED = 2**32 - 1
+#: the longest window length or step (samples) a data option may ask for: int32 indices, far beyond
+#: any recording (2**31 samples at 50 Hz are 16 months); a larger value fails inside numpy
+MAX_SAMPLES = 2**31 - 1
+
+
+def whole_number_problem(value, lo: int, hi: int | None = None) -> str | None:
+    """None when ``value`` is a whole number (an ``int``, not a ``bool``; numpy integers count) in
+    ``lo .. hi``; else what is wrong, for a message that names the key or option (``2.5 is not a
+    whole number``, ``-5 is not a whole number from 0 to 4294967295``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{value!r} is not a whole number"
+    if value < lo or (hi is not None and value > hi):
+        return f"{value!r} is not a whole number " + (f"from {lo} to {hi}" if hi is not None else f">= {lo}")
+    return None
+
+
 __all__ = ["ALLOW_SUBSET_ENV", "CheckpointError", "check_new_name", "ConfigError", "DirtyCheckout", "EnvironmentMismatch",
-           "ExperimentLocked", "IncompleteDataWarning", "UserError", "subset_allowed", "warn_incomplete"]
+           "ExperimentLocked", "IncompleteDataWarning", "MAX_SAMPLES", "MAX_SEED", "UserError", "subset_allowed",
+           "warn_incomplete", "whole_number_problem"]
 
 
 def check_new_name(kind: str, name, registry, shipped, replace: bool) -> None:

@@ -34,15 +34,19 @@ import yaml
 from smoothdistill_lib import __version__, datasets
 from smoothdistill_lib.config import MODES, ModeSettings, get_mode
 from smoothdistill_lib.engine import TrainConfig
-from smoothdistill_lib.errors import ConfigError
+from smoothdistill_lib.errors import MAX_SEED, ConfigError, whole_number_problem
 from smoothdistill_lib.fileio import canonical_json, json_hash, jsonable
 from smoothdistill_lib.methods import LAM_METHODS, METHODS
 from smoothdistill_lib.models import MODELS
-from smoothdistill_lib.pipeline import prepare
+from smoothdistill_lib.pipeline import PREPARE_RANGES, prepare
 from smoothdistill_lib.splits import PROTOCOLS, subsample_ratio
 
 #: TrainConfig fields added after records existed, with their "off" value (left out of run ids)
 TRAIN_ADDED_LATER = {"min_steps": None, "precision": "fp32"}
+#: whole-number data options (``pipeline.prepare`` arguments) and their ranges, checked when a config
+#: is read (``pipeline.prepare`` checks the same when called directly)
+DATA_OPTION_RANGES = PREPARE_RANGES
+_NULLABLE_DATA_OPTIONS = ("max_windows", "test_fold")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
@@ -113,10 +117,11 @@ class Experiment:
             for x in getattr(self, key):
                 if x not in known:
                     raise bad(key, f"unknown name {x!r}; choose from {', '.join(known)}")
-        for key in ("seeds", "folds"):
+        for key, hi in (("seeds", MAX_SEED), ("folds", None)):
             vals = getattr(self, key)
-            if vals is not None and (not vals or not all(_is_int(x) and x >= 0 for x in vals)):
-                raise bad(key, f"must be null or a non-empty list of integers >= 0, got {vals!r}")
+            if vals is not None and (not vals or any(whole_number_problem(x, 0, hi) for x in vals)):
+                upto = f"from 0 to {hi}" if hi is not None else ">= 0"
+                raise bad(key, f"must be null or a non-empty list of integers {upto}, got {vals!r}")
         for lam in self.lams:
             if lam is not None and (not _is_num(lam) or lam < 0):
                 raise bad("lams", f"{lam!r} is not null or a number >= 0")
@@ -136,9 +141,12 @@ class Experiment:
             if self.seeds is not None and len(self.seeds) != self.resamples:
                 raise bad("seeds", f"a cross-validated grid takes one seed per resample: {self.resamples} "
                                    f"seeds, got {len(self.seeds)}")
-        if not _is_int(self.split_seed) or self.split_seed < 0:
-            # scikit-learn's random_state takes 0 .. 2**32 - 1
-            raise bad("split_seed", f"{self.split_seed!r} is not an integer >= 0")
+        # scikit-learn's random_state takes 0 .. 2**32 - 1; a cross-validated paper-protocol grid
+        # draws resample r's test split with split_seed + r, so the last one must fit too
+        top = MAX_SEED - (self.resamples - 1 if self.resamples is not None else 0)
+        if not _is_int(self.split_seed) or not 0 <= self.split_seed <= top:
+            more = "" if top == MAX_SEED else f" (resample r uses split_seed + r, up to {MAX_SEED})"
+            raise bad("split_seed", f"{self.split_seed!r} is not an integer from 0 to {top}{more}")
         for key in ("train_options", "data_options"):
             if not isinstance(getattr(self, key), dict):
                 raise bad(key, "must be a mapping")
@@ -153,6 +161,12 @@ class Experiment:
                 TrainConfig(**{"method": self.methods[0], "epochs": 1, "ema_decay": 0.9, k: v})
             except (TypeError, ValueError) as e:
                 raise bad(f"train_options.{k}", str(e)) from None
+        for k, (lo, hi) in DATA_OPTION_RANGES.items():  # checked here, so the message names the file
+            v = self.data_options.get(k)
+            if k in self.data_options and not (v is None and k in _NULLABLE_DATA_OPTIONS):
+                why = whole_number_problem(v, lo, hi)
+                if why is not None:
+                    raise bad(f"data_options.{k}", why)
         reserved = {"dataset", "protocol", "mode", "seed", "layout"} & set(self.data_options)
         if self.resamples is not None:
             reserved |= {"test_fold", "n_test_folds", "test_subjects"} & set(self.data_options)

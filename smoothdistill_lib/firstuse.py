@@ -8,12 +8,14 @@
 - absent, network there: the size is announced in one line, the UCI archive is downloaded with a
   progress bar into ``config.data_dir()``, unpacked and every file checked against the sha256 sums
   shipped with the library (:func:`datasets.make_available`), once;
-- absent, no network (or ``SMOOTHDISTILL_DOWNLOAD=0``), or the download failed: ONE line says where
-  to put the data, and None is returned.
+- absent, no network (or ``SMOOTHDISTILL_DOWNLOAD=0``), a server that does not answer, or the
+  download failed: ONE line says where to put the data and which of these it was ("no network",
+  "server did not answer", "download failed"), and None is returned.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -29,7 +31,8 @@ ARCHIVES = {"wisdm": ("downloads/wisdm.zip", download.WISDM_URL),
 def remote_size(url: str, timeout: float = 10.0) -> int | None:
     """Bytes of ``url`` from a HEAD request (None when the server does not say).
 
-    Raises ``urllib.error.URLError`` / ``OSError`` when the host cannot be reached.
+    Raises ``urllib.error.URLError`` / ``OSError`` when the host cannot be reached, and those or
+    ``http.client.HTTPException`` when it does not answer (``download.why_unreachable`` tells which).
     """
     with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as resp:
         n = resp.headers.get("Content-Length")
@@ -69,8 +72,9 @@ def ensure_data(name: str, *, allow_download: bool | None = None) -> Path | None
     rel, url = ARCHIVES[name]
     try:
         size = remote_size(url)
-    except (urllib.error.URLError, OSError) as e:
-        print(f"{_where_to_put(name)} (no network: {getattr(e, 'reason', e)})")
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        kind, detail = download.why_unreachable(e)  # "no network" or "server did not answer"
+        print(f"{_where_to_put(name)} ({kind}: {detail})")
         return None
     mb = f"{size / 1e6:,.0f} MB" if size else "size unknown"
     print(f"{name}: downloading {mb} from {url} into {config.data_dir()} (once; files checked by sha256)")

@@ -30,6 +30,7 @@ import numpy as np
 
 from smoothdistill_lib import datasets
 from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.errors import MAX_SAMPLES, MAX_SEED, UserError, whole_number_problem
 from smoothdistill_lib.recordings import Recording
 from smoothdistill_lib.splits import (
     PROTOCOLS,
@@ -48,6 +49,10 @@ PRESETS = {
     "subject": {"stream": "session", "label_rule": "majority", "normalise": "standardize", "layout": "axes"},
 }
 NORMALISE = ("none", "standardize")
+#: whole-number arguments of :func:`prepare` and their ranges (``None``: no upper bound); an
+#: experiment's ``data_options`` are checked against the same when its config is read
+PREPARE_RANGES = {"length": (1, MAX_SAMPLES), "step": (1, MAX_SAMPLES), "n_folds": (2, None),
+                  "max_windows": (1, None), "n_test_folds": (2, None), "test_fold": (0, None)}
 
 
 @dataclass
@@ -115,6 +120,18 @@ def prepare(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"prepare: protocol={protocol!r}; choose one of {PROTOCOLS}")
+    # whole numbers in range before numpy sees them (a float length failed as a casting error deep
+    # in the windowing, a huge step as an overflow); None = the mode's cap / no held-out group
+    given = {"length": length, "step": step, "n_folds": n_folds, "max_windows": max_windows,
+             "n_test_folds": n_test_folds, "test_fold": test_fold}
+    for name, (lo, hi) in PREPARE_RANGES.items():
+        if given[name] is not None or name not in ("max_windows", "test_fold"):
+            why = whole_number_problem(given[name], lo, hi)
+            if why is not None:
+                raise UserError(f"prepare: {name}={why}")
+    why = whole_number_problem(seed, 0, MAX_SEED)
+    if why is not None:
+        raise UserError(f"prepare: seed={why} (the split seed is scikit-learn's random_state)")
     preset = PRESETS[protocol]
     stream = stream or preset["stream"]
     label_rule = label_rule or preset["label_rule"]
@@ -129,6 +146,7 @@ def prepare(
         rec = dataset
     else:
         rec = datasets.load_recording(dataset, mode=settings.name, **load_options)
+    check_recording(rec, rec.name if isinstance(dataset, Recording) else dataset)
     windows = make_windows(rec, length=length, step=step, stream=stream, label_rule=label_rule, layout=layout)
     n_uncapped = len(windows)
     if cap is not None and n_uncapped > cap:
@@ -168,9 +186,42 @@ def prepare(
     return Prepared(windows, split, recording, options, meter, standardizer)
 
 
+def check_recording(rec: Recording, name: str | None = None) -> None:
+    """Refuse a recording whose samples are not finite or whose labels are not class ids, in ONE line
+    naming the dataset, the column and the first row at fault (0-based, in the loader's frame).
+
+    Where data enter the pipeline: a registered loader can return anything, and one NaN sample
+    reaches every window that covers it, the standardiser's mean (so every standardised value of
+    its channel), and the training loss. Shipped loaders check their files already; this check is
+    for every source alike. Labels must index ``activity_names`` / ``placement_names``. ``name``:
+    the dataset's registry name (default: the recording's own)."""
+    name = name or rec.name
+    f = rec.frame
+    for col in rec.channels:
+        values = f[col].to_numpy()
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"dataset {name!r}: column {col!r}, row {row} (subject {int(f['subject'].iloc[row])}) is "
+                f"{values[row]}; {int(bad.sum()):,} of {len(values):,} samples of {col!r} are not finite. "
+                "A loader must return finite samples: drop or interpolate the gaps")
+    for col, names in (("activity", rec.activity_names), ("placement", rec.placement_names)):
+        labels = f[col].to_numpy()
+        bad = (labels < 0) | (labels >= len(names))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = "activity_names" if col == "activity" else "placement_names"
+            raise UserError(
+                f"dataset {name!r}: column {col!r}, row {row} holds label {int(labels[row])}, but the "
+                f"dataset has {len(names)} {what} (ids 0..{len(names) - 1}); {int(bad.sum()):,} rows are out of range")
+
+
 def cli_windows(args) -> int:
     """``python -m smoothdistill_lib windows --dataset NAME [--protocol P] [--seed S] [--mode M]``:
     prints one JSON object (:meth:`Prepared.summary`)."""
+    if (why := whole_number_problem(args.seed, 0, MAX_SEED)) is not None:  # name the option, not prepare's argument
+        raise UserError(f"--seed: {why}")
     prepared = prepare(args.dataset, protocol=args.protocol, mode=args.mode, seed=args.seed)
     print(json.dumps(prepared.summary()))
     return 0

@@ -3,8 +3,9 @@
 One JSON file per finished run, ``results/<experiment>/runs/<run_id>.json`` (written by
 :mod:`runner` with :func:`fileio.atomic_write_json`). A record holds :data:`RECORD_KEYS`;
 :func:`validate_record` checks what every reader needs (the spec hashes to the run id, and each
-``evaluation`` entry has ``split``, ``who``, ``task`` and numeric ``metrics``), so a damaged record
-is refused with a reason instead of failing later inside a table. :func:`scan_records` moves such
+``evaluation`` entry has ``split``, ``who``, ``task`` and numeric ``metrics`` in their ranges), so a
+damaged record is refused with a reason instead of failing later inside a table, or of being
+averaged into one (an accuracy of 250). :func:`scan_records` moves such
 files aside to ``*.corrupt`` (the runner reruns them) or, read-only, skips them with the reason.
 
 :func:`load_records` turns the records of one run mode into one tidy DataFrame: one row per run x
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoothdistill_lib import compute, metrics, predictions, provenance
+from smoothdistill_lib import checkpoints, compute, metrics, predictions, provenance
 from smoothdistill_lib.config import MODES, results_dir
 from smoothdistill_lib.experiment import RunSpec
 from smoothdistill_lib.fileio import canonical_json
@@ -58,7 +59,10 @@ def record_body(spec: RunSpec, prep, fit_idx, val_idx, result, meter, *, started
     The one place a record is assembled, for a run trained alone (``runner.run_one``) and for each
     run of a group trained together (``stack.run_group``, ``group`` = the group's run ids): the
     meter then saw the whole group, so its time is shared out and its peak memory is the group's;
-    a replica-stacked result (``result.stack_info``) adds ``provenance["stack"]``."""
+    a replica-stacked result (``result.stack_info``) adds ``provenance["stack"]``. Two entries are
+    not JSON yet: ``predictions`` (numpy arrays) and ``networks`` (state dicts and their metadata,
+    :func:`checkpoints.network_payloads`); the runner writes them beside the record and puts their
+    references in their place."""
     w, split = prep.windows, prep.split
     names = (list(w.activity_names), list(w.placement_names))
     data = {"n_windows": len(w), "n_fit": len(fit_idx), "n_val": len(val_idx), "n_test": len(split.test),
@@ -92,6 +96,9 @@ def record_body(spec: RunSpec, prep, fit_idx, val_idx, result, meter, *, started
         "provenance": prov,
         # numpy arrays: the runner writes them beside the record and keeps only their reference
         "predictions": predictions.arrays_from(result.predictions),
+        # the trained networks (state dicts + checkpoint metadata): the runner saves them beside the
+        # record (checkpoints.save_networks) unless told not to, and keeps only their references
+        "networks": checkpoints.network_payloads(result, prep, fit_idx, val_idx),
     }
 
 
@@ -146,7 +153,10 @@ def evaluate(predictions: Mapping, class_names: tuple[list[str], list[str]]) -> 
 
 # ----------------------------------------------------------------------------- one record
 def validate_record(rec: Any, source: str = "<record>") -> None:
-    """Raise ``ValueError`` naming ``source`` and what is wrong, unless ``rec`` is a complete record."""
+    """Raise ``ValueError`` naming ``source`` and what is wrong, unless ``rec`` is a complete record
+    whose values are possible ones (:func:`_check_ranges`: rates in [0, 100], confusion matrices of
+    the task's classes summing to the evaluation's count) and whose ``predictions`` and
+    ``networks`` references name files inside the runs folder with their sha256."""
     if not isinstance(rec, dict):
         raise ValueError(f"{source}: a record must be a JSON object")
     missing = [k for k in RECORD_KEYS if k not in rec]
@@ -175,10 +185,56 @@ def validate_record(rec: Any, source: str = "<record>") -> None:
                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
         if bad:
             raise ValueError(f"{where}: metric {bad[0]!r} is not a number")
+        _check_ranges(e, where, rec["data"].get("activity_names" if e["task"] == 1 else "placement_names"))
     ref = rec.get("predictions")
     if ref is not None and not (isinstance(ref, dict) and isinstance(ref.get("file"), str)
                                 and isinstance(ref.get("sha256"), str)):
         raise ValueError(f"{source}: 'predictions' must name a file and its sha256")
+    nets = rec.get("networks")
+    if nets is not None:
+        if not isinstance(nets, dict) or not nets or not set(nets) <= {"student", "teacher"}:
+            raise ValueError(f"{source}: 'networks' must map 'student' (and 'teacher') to saved checkpoints")
+        for who, r in nets.items():
+            f = r.get("file") if isinstance(r, dict) else None
+            if not (isinstance(f, str) and isinstance(r.get("sha256"), str)) or Path(f).is_absolute() or ".." in Path(f).parts:
+                raise ValueError(f"{source}: networks[{who!r}] must name a file inside the runs folder and its sha256")
+
+
+#: metrics of an ``evaluation`` entry that are percentages, and the per-class table's rates
+PERCENT_METRICS = metrics.SCALAR_METRICS
+PERCENT_PER_CLASS = tuple(c for c in metrics.PER_CLASS_COLUMNS if c != "support")
+
+
+def _check_ranges(e: dict, where: str, class_names) -> None:
+    """Values a reader averages must be possible ones: rates in [0, 100] (percent), ``n`` a count,
+    the confusion matrix a C x C table of counts (C = the task's classes) that sums to ``n``. A
+    record that breaks one is refused like a damaged file (moved aside and rerun by ``run``,
+    skipped by ``report``), never averaged into a table."""
+    m = e["metrics"]
+    for k in PERCENT_METRICS:
+        v = m.get(k)
+        if v is not None and not 0 <= v <= 100:
+            raise ValueError(f"{where}: metric {k!r} is {v}, outside [0, 100] (percent)")
+    n = m.get("n")
+    if n is not None and (not isinstance(n, int) or n < 0):
+        raise ValueError(f"{where}: metric 'n' is {n!r}, not a count of windows")
+    for row in e.get("per_class") or []:
+        for k in PERCENT_PER_CLASS:
+            v = row.get(k) if isinstance(row, dict) else None
+            if v is not None and (not isinstance(v, int | float) or not 0 <= v <= 100):
+                raise ValueError(f"{where}: per_class {k!r} of class {row.get('class')!r} is {v!r}, outside [0, 100]")
+    cm = e.get("confusion")
+    if cm is None:
+        return
+    c = len(cm) if isinstance(cm, list) else -1
+    if c < 1 or not all(isinstance(r, list) and len(r) == c and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                   and x >= 0 for x in r) for r in cm):
+        raise ValueError(f"{where}: 'confusion' must be a square table of counts")
+    if isinstance(class_names, list) and len(class_names) != c:
+        raise ValueError(f"{where}: the confusion matrix is {c} x {c}, the task has {len(class_names)} classes")
+    total = sum(map(sum, cm))
+    if n is not None and total != n:
+        raise ValueError(f"{where}: the confusion matrix counts {total} windows, its metrics n = {n}")
 
 
 def read_record(path: str | os.PathLike) -> dict:

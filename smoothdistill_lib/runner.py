@@ -12,8 +12,19 @@ Records of *other* modes in the same folder are left alone (``report`` picks a m
 moved to ``results/<experiment>/stale/`` so that tables never mix old and new settings.
 
 Refusals (another ``run`` holds the experiment, ``--require-clean`` on a dirty checkout, finished
-runs made in another numeric environment) raise subclasses of :class:`errors.UserError`, which the
-command line prints as one line. ``python -m smoothdistill_lib run CONFIG`` is :func:`cli_run`.
+runs made in another numeric environment, a shard without runs) raise subclasses of
+:class:`errors.UserError`, which the command line prints as one line. ``python -m smoothdistill_lib
+run CONFIG`` is :func:`cli_run`.
+
+Each run also takes its own lock, ``runs/.<run_id>.lock`` (:func:`run_lock`), without waiting: a run
+that another process holds is skipped, and one whose record appeared meanwhile is not trained
+again. The experiment lock only keeps two identical ``run`` commands apart; a whole-grid ``run`` and
+a ``run --shard K/N`` (or two shardings of one grid) take different experiment locks, and the run
+locks keep them from training a run twice.
+
+Each run keeps its networks (student, and teacher where the method has one) beside its record,
+``runs/networks/<run_id>.<network>.pt`` + ``.json`` (:func:`checkpoints.save_networks`; git-ignored),
+named with their sha256 in ``record["networks"]``; ``run --no-networks`` keeps none.
 """
 
 from __future__ import annotations
@@ -29,10 +40,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from smoothdistill_lib import compute, engine, predictions, provenance, shards
+from smoothdistill_lib import checkpoints, compute, engine, predictions, provenance, shards
 from smoothdistill_lib import stack as stacking
 from smoothdistill_lib.config import MODES, results_dir
-from smoothdistill_lib.errors import DirtyCheckout, EnvironmentMismatch, ExperimentLocked
+from smoothdistill_lib.errors import DirtyCheckout, EnvironmentMismatch, ExperimentLocked, UserError
 from smoothdistill_lib.experiment import (
     TRAIN_ADDED_LATER,
     Experiment,
@@ -61,11 +72,17 @@ class RunSummary:
     corrupt: list[str] = field(default_factory=list)  # "file: reason", moved aside and rerun
     stale: list[str] = field(default_factory=list)  # run_ids moved to stale/
     other_modes: dict[str, int] = field(default_factory=dict)  # mode -> records left in place
+    shard: tuple[int, int] | None = None  # (K, N) of ``--shard K/N``; n_grid then counts the shard's runs
+    n_all: int | None = None  # runs in the whole grid (with a shard)
+    skipped: list[str] = field(default_factory=list)  # "run_id (label): why": another process had it
 
     def lines(self) -> list[str]:
-        out = [f"experiment {self.experiment} [{self.mode}]: {self.n_grid} runs in the grid, "
+        where = ("in the grid" if self.shard is None else
+                 f"in shard {self.shard[0]} of {self.shard[1]} (the grid has {self.n_all})")
+        out = [f"experiment {self.experiment} [{self.mode}]: {self.n_grid} runs {where}, "
                f"{self.done_before} done before, {len(self.ran)} run now, {self.pending} pending",
                f"records: {self.folder / 'runs'}"]
+        out += [f"run skipped: {k}" for k in self.skipped]
         out += [f"corrupt record moved aside and rerun: {c}" for c in self.corrupt]
         if self.stale:
             out.append(f"{len(self.stale)} stale record(s) of mode {self.mode} not in this grid (config "
@@ -75,6 +92,33 @@ class RunSummary:
 
 
 RunFn = Callable[[RunSpec, "str | None"], dict]
+
+
+def run_lock(runs_dir: Path, run_id: str) -> Path:
+    """The lock file of one run, ``runs/.<run_id>.lock`` (kept: removing a lock file another
+    process has open would let two processes hold "the" lock)."""
+    return Path(runs_dir) / f".{run_id}.lock"
+
+
+@contextlib.contextmanager
+def _held_runs(runs_dir: Path, specs: list[RunSpec], skipped: list[str]):
+    """Take the lock of each run of ``specs`` without waiting (:func:`run_lock`) and yield those
+    this process now holds whose record does not exist yet; the others go to ``skipped`` with the
+    reason. The locks are held until the ``with`` block ends, i.e. until their records are written."""
+    with contextlib.ExitStack() as locks:
+        mine = []
+        for spec in specs:
+            try:
+                locks.enter_context(file_lock(run_lock(runs_dir, spec.run_id), wait=False))
+            except LockHeld as e:
+                skipped.append(f"{spec.run_id} ({spec.label}): another process is running it ({e.holder})")
+                continue
+            # the scan was a while ago: another process may have finished it since (and released it)
+            if (runs_dir / f"{spec.run_id}.json").exists():
+                skipped.append(f"{spec.run_id} ({spec.label}): another process finished it meanwhile")
+                continue
+            mine.append(spec)
+        yield mine
 
 
 @contextlib.contextmanager
@@ -95,7 +139,7 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                    device: str | None = None, limit: int | None = None, run_fn: RunFn | None = None,
                    progress: bool = True, mode: str | None = None, require_clean: bool = False,
                    methods: list[str] | None = None, stack: bool | None = None,
-                   shard: str | tuple[int, int] | None = None) -> RunSummary:
+                   shard: str | tuple[int, int] | None = None, networks: bool = True) -> RunSummary:
     """Run the pending runs of ``experiment`` (an :class:`Experiment` or a config path).
 
     ``results_root`` defaults to :func:`config.results_dir`; records go to
@@ -107,7 +151,10 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     from that commit (records made so name code that no commit holds; otherwise a warning).
     ``methods`` runs only the pending runs of these methods now (a long grid in stages: the rest
     stays pending, never stale). ``stack``: train compatible runs as replica-stacked models
-    (:mod:`stack`; None = on for CUDA). ``shard`` ``"K/N"``: only this shard's runs (:mod:`shards`).
+    (:mod:`stack`; None = off, opt-in everywhere until checked on a GPU). ``shard`` ``"K/N"``: only this shard's runs (:mod:`shards`).
+    ``networks``: keep each run's trained networks beside its record (see the module doc; False
+    for huge grids). Each run is trained under its own lock (:func:`run_lock`): one another process
+    holds, or finished meanwhile, is skipped (``RunSummary.skipped``).
     Refusals raise :class:`errors.UserError` subclasses.
     """
     experiment = as_experiment(experiment)
@@ -117,6 +164,10 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     # the whole grid, so that other shards' records are never taken for stale ones
     grid = {s.run_id: s for s in specs}
     specs = shards.select(specs, shard)
+    kn = shards.parse_shard(shard)
+    if kn is not None and not specs:
+        raise UserError(f"--shard {kn[0]}/{kn[1]}: shard {kn[0]} of {kn[1]} has no runs (the grid has {len(grid)}); "
+                        f"split it into at most {len(grid)} shards")
     ms = resolve_mode(experiment, mode)
     if methods is not None:
         unknown = [m for m in methods if m not in experiment.methods]
@@ -129,7 +180,8 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
     with experiment_lock(folder, experiment.name, shards.lock_name(shard)):
         scan = scan_records(runs_dir)
         summary = RunSummary(experiment.name, ms.name, folder, len(specs), 0,
-                             corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt])
+                             corrupt=[f"{p.name}: {why}" for p, why in scan.corrupt],
+                             shard=kn, n_all=len(grid) if kn is not None else None)
         for run_id, rec in scan.valid.items():
             if run_id in grid:
                 continue
@@ -141,6 +193,9 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                 pred = predictions.path_for(runs_dir, run_id)
                 if pred.exists():  # its predictions go with it
                     os.replace(pred, free_name(predictions.path_for(stale_dir, run_id)))
+                for net in checkpoints.network_files(runs_dir, run_id):  # and its networks
+                    (stale_dir / checkpoints.NETWORKS_DIR).mkdir(exist_ok=True)
+                    os.replace(net, free_name(stale_dir / checkpoints.NETWORKS_DIR / net.name))
                 summary.stale.append(run_id)
             else:
                 summary.other_modes[rec_mode] = summary.other_modes.get(rec_mode, 0) + 1
@@ -157,9 +212,11 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
             if conflicts:
                 what = "; ".join(f"{k} {', '.join(map(str, sorted(v, key=str)))} in the records, {env[k]} here"
                                  for k, v in sorted(conflicts.items()))
+                # count the runs that differ, not every finished one
+                differ = sum(bool(provenance.environment_conflicts([r], env)) for r in done)
                 raise EnvironmentMismatch(
-                    f"experiment {experiment.name} [{ms.name}]: {len(done)} finished run(s) in {runs_dir} were "
-                    f"made in another numeric environment ({what}); adding runs would mix numbers that differ "
+                    f"experiment {experiment.name} [{ms.name}]: {differ} of the {len(done)} finished run(s) in "
+                    f"{runs_dir} were made in another numeric environment ({what}); adding runs would mix numbers that differ "
                     "in the last digits. Match it (e.g. OMP_NUM_THREADS=1), or use another results folder "
                     "(SMOOTHDISTILL_RESULTS)")
         commit, dirty = provenance.git_commit()
@@ -174,40 +231,62 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                      "pending_at_start": len(todo), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         with tqdm(total=len(todo), desc=f"{experiment.name} [{ms.name}]", unit="run",
                   disable=not progress or not todo) as bar:
-            for spec, body in _bodies(todo, device, run_fn, stack, progress):
+            for spec, body in _bodies(todo, device, run_fn, stack, progress, runs_dir=runs_dir,
+                                      skipped=summary.skipped):
                 bar.set_postfix_str(spec.label)
                 bar.update(1)
                 body = dict(body)
                 arrays = body.pop("predictions", None)
                 if arrays is not None:  # the per-window predictions first, then the record naming them
                     body["predictions"] = predictions.write(runs_dir, spec.run_id, arrays)
+                nets = body.pop("networks", None)
+                if nets is not None and networks:  # so are the networks
+                    body["networks"] = checkpoints.save_networks(
+                        runs_dir, spec.run_id, nets,
+                        run={"run_id": spec.run_id, "label": spec.label, "experiment": experiment.name})
                 body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
                 record = jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
                 validate_record(record, source=f"run {spec.label}")
                 atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
                 summary.ran.append(spec.run_id)
+        for line in summary.lines()[2:2 + len(summary.skipped)]:
+            print(line, file=sys.stderr)
         return summary
 
 
-def _bodies(todo: list[RunSpec], device, run_fn: RunFn | None, stack: bool | None, progress: bool):
+def _bodies(todo: list[RunSpec], device, run_fn: RunFn | None, stack: bool | None, progress: bool,
+            runs_dir: Path | None = None, skipped: list[str] | None = None):
     """``(spec, record body)`` of each run of ``todo``: replica-stacked groups when stacking is on
-    (:mod:`stack`; default on for CUDA only), else one run at a time with ``run_fn`` (default
-    :func:`run_one`)."""
+    (:mod:`stack`; ``--stack``, off by default), else one run at a time with ``run_fn`` (default
+    :func:`run_one`). With ``runs_dir``, each run is trained under its own lock, held until the
+    caller has written its record (the generator waits at ``yield``): one run at a time, or a stack
+    group at a time; runs another process has go to ``skipped`` (:func:`_held_runs`)."""
     run = run_fn if run_fn is not None else functools.partial(run_one, progress=progress)
+    held = ((lambda specs: _held_runs(runs_dir, specs, skipped if skipped is not None else []))
+            if runs_dir is not None else (lambda specs: contextlib.nullcontext(specs)))
+    if stack is None and todo and engine.resolve_device(device).type == "cuda":
+        print(stacking.CUDA_NOTE, file=sys.stderr)  # opt-in until checked on a GPU (stack.enabled)
     if run_fn is None and stacking.enabled(stack, device):
-        yield from stacking.run_specs(todo, device, progress=progress, run_alone=run)
+        # a group's locks together (its runs train as one), one group at a time: a huge grid never
+        # holds a file open per run
+        for group in stacking.group_specs(todo):
+            with held(group) as mine:
+                yield from stacking.run_specs(mine, device, progress=progress, run_alone=run)
         return
     for spec in todo:
-        yield spec, run(spec, device)
+        with held([spec]) as mine:
+            for s in mine:
+                yield s, run(s, device)
 
 
 def cli_run(args) -> int:
     """``python -m smoothdistill_lib run CONFIG [--mode M] [--device D] [--limit N] [--methods A,B]
-    [--require-clean] [--stack/--no-stack] [--shard K/N]``."""
+    [--require-clean] [--stack/--no-stack] [--shard K/N] [--no-networks]``."""
     methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
     summary = run_experiment(args.config, device=args.device, limit=args.limit, mode=args.mode,
                              require_clean=getattr(args, "require_clean", False), methods=methods,
-                             stack=getattr(args, "stack", None), shard=getattr(args, "shard", None))
+                             stack=getattr(args, "stack", None), shard=getattr(args, "shard", None),
+                             networks=getattr(args, "networks", True))
     print("\n".join(summary.lines()))
     return 0
 
@@ -358,4 +437,4 @@ def run_one(spec: RunSpec, device: str | None = None, progress: bool = True) -> 
     return record_body(spec, prep, fit_idx, val_idx, result, meter, started=started, finished=finished)
 
 
-__all__ = ["BackfillSummary", "RunSummary", "backfill_predictions", "cli_backfill", "cli_run", "reproduction_diff", "evaluate", "experiment_lock", "prepare_for", "run_experiment", "run_one"]
+__all__ = ["BackfillSummary", "RunSummary", "backfill_predictions", "cli_backfill", "cli_run", "reproduction_diff", "evaluate", "experiment_lock", "prepare_for", "run_experiment", "run_lock", "run_one"]

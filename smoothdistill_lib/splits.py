@@ -261,6 +261,11 @@ class Standardizer:
             xa = to_layout(X[idx[a : a + chunk]], layout, "axes")[:, 0].astype(np.float64)
             s += xa.sum(axis=(0, 2))
             ss += (xa * xa).sum(axis=(0, 2))
+        if not (np.isfinite(s).all() and np.isfinite(ss).all()):
+            # one NaN would make its channel's mean NaN, and so every standardised value of it
+            bad = int(np.flatnonzero(~(np.isfinite(s) & np.isfinite(ss)))[0])
+            raise ValueError(f"Standardizer.fit: the training windows hold non-finite values in channel {bad} "
+                             "(pipeline.prepare refuses such recordings, naming the row)")
         count = len(idx) * X.shape[-1]
         mean = s / count
         std = np.sqrt(np.maximum(ss / count - mean**2, 0.0))

@@ -46,7 +46,7 @@ BASELINE_QUESTIONS = (
     ("singletask", "singletask", "multitask", "Does single-task training beat multitask?"),
     ("sd_dropout", "sd_dropout", "multitask", "Does SD-Dropout beat multitask?"),
 )
-COLUMNS = ["question", "dataset", "protocol", "task", "design", "interval", "n", "a", "b", "mean_a", "mean_b",
+COLUMNS = ["question", "dataset", "protocol", "model", "train_ratio", "task", "design", "interval", "n", "a", "b", "mean_a", "mean_b",
            "effect", "ci_low", "ci_high", "pvalue", "p_holm", "p_win", "p_win_low", "p_win_high", "pairs_needed",
            "test_sampling"]
 DATASET_NAMES = {"wisdm": "WISDM", "sleepsim": "simulated sleep data", "mhealth": "MHEALTH", "sleep": "sleep data"}
@@ -93,67 +93,128 @@ def _correct(records: Records, run_ids, who: str, task: int) -> np.ndarray | Non
     return np.stack(rows)
 
 
-def compare(records: Records | pd.DataFrame, *, questions=QUESTIONS + BASELINE_QUESTIONS, lam: float = 0.5,
-            metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
-            protocol: str | None = None) -> pd.DataFrame:
-    """Every question of ``questions`` for each dataset x protocol x task of ``records`` whose two
-    roles share at least two (seed, fold) cells (columns :data:`COLUMNS`, one row each; questions
-    whose runs are absent have no rows). ``records``: :class:`records.Records` (predictions read
-    where kept) or a tidy frame (no predictions). ``protocol``: only that protocol's cells.
+def _pair(records, ra: pd.DataFrame, rb: pd.DataFrame, who_a: str, who_b: str, task: int, design: str,
+          metric: str, confidence: float, n_boot: int, boot_seed: int) -> dict:
+    """The interval, P(A beats B) and effect of runs ``ra`` against ``rb`` (rows of one role each,
+    indexed by their paired (seed, fold) cells, same order): the design's interval for two pairs or
+    more; one pair gives its difference and no interval (``design`` "one run")."""
+    xa, xb = ra[metric].to_numpy(float), rb[metric].to_numpy(float)
+    row = {"n": len(xa), "mean_a": xa.mean(), "mean_b": xb.mean(), "pairs_needed": None,
+           "effect": float(np.mean(xa - xb))}
+    if len(xa) < 2:
+        r = {"interval": "one run: no interval", "ci_low": np.nan, "ci_high": np.nan, "pvalue": np.nan}
+        row.update(design="one run", test_sampling=False)
+    elif design == "resamples":
+        r = stats.resampled_interval(xa, xb, n_train=ra["n_fit"].to_numpy(float),
+                                     n_test=ra["n_test"].to_numpy(float), confidence=confidence)
+        d = xa - xb
+        row.update(design=design, test_sampling=True,
+                   pairs_needed=stats.pairs_needed(d.mean(), d.std(ddof=1), ratio=r["ratio"], confidence=confidence))
+    else:
+        ca = _correct(records, ra["run_id"], who_a, task) if metric == "accuracy" else None
+        cb = _correct(records, rb["run_id"], who_b, task) if ca is not None else None
+        if cb is not None:
+            r = stats.paired_bootstrap(ca, cb, n_boot=n_boot, seed=boot_seed, confidence=confidence)
+            row.update(design=design, test_sampling=True)
+        else:
+            r = stats.seed_interval(xa, xb, confidence=confidence)
+            row.update(design=design, test_sampling=False)
+    w = stats.prob_a_beats_b(xa, xb, confidence)
+    row.update(interval=r["interval"], ci_low=float(r["ci_low"]), ci_high=float(r["ci_high"]),
+               pvalue=float(r["pvalue"]), p_win=w["p_win"], p_win_low=w["ci_low"], p_win_high=w["ci_high"])
+    return row
 
-    ``effect`` = mean of a - b in points of test ``metric``; ``ci_low``/``ci_high`` and ``pvalue``
-    come from the design's interval (``interval`` names it); ``p_holm`` is Holm over every row (the
-    family of questions this table asks); ``p_win`` is P(A beats B) over the paired runs with its
-    exact interval; ``pairs_needed`` (resampled designs) how many resamples would resolve the effect
-    at the observed spread (None: none would); ``test_sampling`` whether the interval includes
-    test-sampling error. The bootstrap works on accuracy: another ``metric`` uses the seed t.
-    """
+
+def _cells(records, protocol: str | None, train_ratio):
+    """The test rows of ``records`` grouped into cells: (dataset, protocol, model, train_ratio) ->
+    rows. ``train_ratio``: None keeps runs on all their training data, "any" every ratio."""
     if isinstance(records, pd.DataFrame):
         records = _FrameOnly(records)
-    df = records.df[(records.df["split"] == "test") & records.df["train_ratio"].isna()] \
-        if "train_ratio" in records.df else records.df[records.df["split"] == "test"]
+    df = records.df[records.df["split"] == "test"]
+    df = df.assign(**{c: df[c] if c in df else v for c, v in (("model", "mtlnet"), ("train_ratio", np.nan))})
+    if train_ratio is None:
+        df = df[df["train_ratio"].isna()]
     if protocol is not None:
         df = df[df["protocol"] == protocol]
+    keys = ["dataset", "protocol", "model", "train_ratio"]
+    return records, df.groupby(keys, sort=True, dropna=False)
+
+
+def _finish(rows: list[dict], confidence: float) -> pd.DataFrame:
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    tested = out["pvalue"].notna()
+    out["p_holm"] = np.nan
+    if tested.any():
+        out.loc[tested, "p_holm"] = stats.holm(out.loc[tested, "pvalue"].to_numpy())
+    out.attrs.update(confidence=confidence, family=int(tested.sum()))
+    return out
+
+
+def compare(records: Records | pd.DataFrame, *, questions=QUESTIONS + BASELINE_QUESTIONS, lam: float = 0.5,
+            metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
+            protocol: str | None = None, train_ratio: str | None = None, min_pairs: int = 2) -> pd.DataFrame:
+    """Every question of ``questions`` for each cell (dataset x protocol x model x training ratio) and
+    task of ``records`` whose two roles share at least ``min_pairs`` (seed, fold) cells (columns
+    :data:`COLUMNS`, one row each; questions whose runs are absent have no rows). ``records``:
+    :class:`records.Records` (predictions read where kept) or a tidy frame (no predictions).
+    ``protocol``: only that protocol's cells; ``train_ratio="any"``: the training-ratio runs too
+    (default: only runs on all their training data); ``min_pairs=1`` lets one seed through, as a
+    difference without an interval (design "one run").
+
+    ``effect`` = mean of a - b in points of test ``metric``; ``ci_low``/``ci_high`` and ``pvalue``
+    come from the design's interval (``interval`` names it); ``p_holm`` is Holm over every row with
+    an interval (the family of questions this table asks); ``p_win`` is P(A beats B) over the paired
+    runs with its exact interval; ``pairs_needed`` (resampled designs) how many resamples would
+    resolve the effect at the observed spread (None: none would); ``test_sampling`` whether the
+    interval includes test-sampling error. The bootstrap works on accuracy: another ``metric`` uses
+    the seed t.
+    """
+    records, cells = _cells(records, protocol, train_ratio)
     rows = []
-    for (ds, cell_protocol), cell in df.groupby(["dataset", "protocol"], sort=True):
+    for (ds, cell_protocol, model, ratio), cell in cells:
         design = design_of(cell.drop_duplicates("run_id"))
         for task in (1, 2):
             c = cell[cell["task"] == task]
             for _key, a, b, question in questions:
                 ra, rb = _role_runs(c, a, lam), _role_runs(c, b, lam)
                 seeds = sorted(set(ra.index) & set(rb.index))  # paired (seed, fold) cells
-                if len(seeds) < 2:
+                if len(seeds) < max(1, min_pairs):
                     continue
-                ra, rb = ra.loc[seeds], rb.loc[seeds]
-                xa, xb = ra[metric].to_numpy(float), rb[metric].to_numpy(float)
-                row = {"question": question, "dataset": ds, "protocol": cell_protocol, "task": task, "design": design,
-                       "n": len(seeds), "a": a, "b": b, "mean_a": xa.mean(), "mean_b": xb.mean(),
-                       "pairs_needed": None}
-                if design == "resamples":
-                    r = stats.resampled_interval(xa, xb, n_train=ra["n_fit"].to_numpy(float),
-                                                 n_test=ra["n_test"].to_numpy(float), confidence=confidence)
-                    row["test_sampling"] = True
-                    d = xa - xb
-                    row["pairs_needed"] = stats.pairs_needed(d.mean(), d.std(ddof=1), ratio=r["ratio"],
-                                                             confidence=confidence)
-                else:
-                    ca = _correct(records, ra["run_id"], _who(a), task) if metric == "accuracy" else None
-                    cb = _correct(records, rb["run_id"], _who(b), task) if ca is not None else None
-                    if cb is not None:
-                        r = stats.paired_bootstrap(ca, cb, n_boot=n_boot, seed=boot_seed, confidence=confidence)
-                        row["test_sampling"] = True
-                    else:
-                        r = stats.seed_interval(xa, xb, confidence=confidence)
-                        row["test_sampling"] = False
-                w = stats.prob_a_beats_b(xa, xb, confidence)
-                row.update(interval=r["interval"], effect=float(np.mean(xa - xb)), ci_low=float(r["ci_low"]),
-                           ci_high=float(r["ci_high"]), pvalue=float(r["pvalue"]), p_win=w["p_win"],
-                           p_win_low=w["ci_low"], p_win_high=w["ci_high"])
+                row = {"question": question, "dataset": ds, "protocol": cell_protocol, "model": model,
+                       "train_ratio": ratio, "task": task, "a": a, "b": b,
+                       **_pair(records, ra.loc[seeds], rb.loc[seeds], _who(a), _who(b), task, design, metric,
+                               confidence, n_boot, boot_seed)}
                 rows.append(row)
-    out = pd.DataFrame(rows, columns=COLUMNS)
-    out["p_holm"] = stats.holm(out["pvalue"].to_numpy()) if len(out) else []
-    out.attrs.update(confidence=confidence, family=len(out))
-    return out
+    return _finish(rows, confidence)
+
+
+def compare_lambdas(records: Records | pd.DataFrame, *, reference: float = 0.5, who: str = "student",
+                    metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
+                    protocol: str | None = None) -> pd.DataFrame:
+    """Each distillation weight against ``reference``: the Smooth-Distill ``who`` (student or
+    teacher) at lambda minus the same network at ``reference``, paired by (seed, fold) on each cell,
+    with the design's interval (columns :data:`COLUMNS`; ``question`` reads "lambda = x against
+    lambda = reference", ``a``/``b`` hold the two lambdas). Which lambda is best is a set of such
+    comparisons, not a ranking of means."""
+    records, cells = _cells(records, protocol, None)
+    rows = []
+    for (ds, cell_protocol, model, ratio), cell in cells:
+        sd = cell[(cell["method"].astype(str) == "smooth_distill") & (cell["who"] == who)]
+        design = design_of(sd.drop_duplicates("run_id"))
+        for task in (1, 2):
+            c = sd[sd["task"] == task]
+            ref = c[c["lam"] == reference].set_index(["seed", "fold"])
+            for lam in sorted(set(c["lam"].dropna()) - {reference}):
+                other = c[c["lam"] == lam].set_index(["seed", "fold"])
+                seeds = sorted(set(ref.index) & set(other.index))
+                if not seeds:
+                    continue
+                rows.append({"question": f"lambda = {lam:g} against lambda = {reference:g}", "dataset": ds,
+                             "protocol": cell_protocol, "model": model, "train_ratio": ratio, "task": task,
+                             "a": f"lambda {lam:g}", "b": f"lambda {reference:g}",
+                             **_pair(records, other.loc[seeds], ref.loc[seeds], who, who, task, design, metric,
+                                     confidence, n_boot, boot_seed)})
+    return _finish(rows, confidence)
 
 
 def _who(role: str) -> str:
@@ -171,7 +232,8 @@ class _FrameOnly:
 
 
 def direction(row) -> int:
-    """+1 when the interval lies above zero, -1 below, 0 when it includes zero: the verdict rule."""
+    """+1 when the interval lies above zero, -1 below, 0 when it includes zero or there is none
+    (one run): the verdict rule."""
     if row["ci_low"] > 0:
         return 1
     if row["ci_high"] < 0:
@@ -180,9 +242,16 @@ def direction(row) -> int:
 
 
 def where(row) -> str:
-    """"WISDM, random windows, task 1" (task 1: activity or posture; task 2: placement), first letter up."""
-    text = (f"{DATASET_NAMES.get(row['dataset'], row['dataset'])}, {PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}, "
-            f"task {int(row['task'])}")
+    """"WISDM, random windows, task 1" (task 1: activity or posture; task 2: placement), first letter
+    up; the model and the training ratio are named when the row has them (an ablation)."""
+    text = f"{DATASET_NAMES.get(row['dataset'], row['dataset'])}, {PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}"
+    model = row.get("model") if hasattr(row, "get") else None
+    if isinstance(model, str) and model != "mtlnet":
+        text += f", {model}"
+    ratio = row.get("train_ratio") if hasattr(row, "get") else None
+    if ratio is not None and not pd.isna(ratio):
+        text += f", {ratio:.0%} of the training windows"
+    text += f", task {int(row['task'])}"
     return text[:1].upper() + text[1:]
 
 
@@ -194,6 +263,9 @@ def sentence(row, family: int | None = None) -> str:
     tell, and (resampled designs) how many resamples would be needed at the observed spread."""
     a, b = role_name(row["a"]), role_name(row["b"])
     a = a[:1].upper() + a[1:]
+    if row["design"] == "one run":
+        return (f"{where(row)}: {a} − {b} = {row['effect']:+.2f} points in one run; one run gives no interval, "
+                "so the data cannot tell.")
     interval = f"{row['effect']:+.2f} points, 95 % interval {row['ci_low']:+.2f} to {row['ci_high']:+.2f}"
     won = f"ahead in {row['p_win']:.0%} of {int(row['n'])} paired runs"
     sign = direction(row)
@@ -354,4 +426,4 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["question", "case"])
 
 
-__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "compare_lambdas", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

@@ -188,9 +188,43 @@ def test_train_checks_its_options_before_preparing_data(monkeypatch):
     base = dict(dataset="sleepsim", method="multitask", model="mtlnet", mode="quick", seed=0, epochs=None,
                 protocol="paper", fold=0, lam=None, device=None)
     for change, name in [({"epochs": 0}, "--epochs"), ({"epochs": -1}, "--epochs"), ({"epochs": 2.5}, "--epochs"),
-                         ({"lam": float("nan")}, "--lam"), ({"lam": -0.5}, "--lam"), ({"device": "nosuch"}, "--device")]:
+                         ({"lam": float("nan")}, "--lam"), ({"lam": -0.5}, "--lam"), ({"device": "nosuch"}, "--device"),
+                         ({"seed": -5}, "--seed"), ({"seed": 2**64}, "--seed")]:
         with pytest.raises(ValueError, match=name):
             engine.cli_train(argparse.Namespace(**{**base, **change}))
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        # scikit-learn said "expected non-negative integer", torch "Overflow when unpacking long long"
+        (["windows", "--dataset", "sleepsim", "--seed", "-5"], ["--seed", "-5 is not a whole number from 0 to 4294967295"]),
+        (["train", "--dataset", "sleepsim", "--method", "multitask", "--seed", "99999999999999999999"],
+         ["--seed", "99999999999999999999 is not a whole number from 0 to 4294967295"]),
+        (["train", "--dataset", "sleepsim", "--method", "multitask", "--seed", "x"], ["--seed", "'x' is not a whole number"]),
+        (["score", "results/x/runs/abc", "--subjects", "3,a"], ["--subjects", "'3,a'"]),
+        (["score", "results/x/runs/abc"], ["--subjects"]),
+    ],
+)
+def test_bad_seeds_and_subjects_name_the_option(args, names, capsys):
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    line = _one_error_line(err)
+    assert out == "" and all(n in line for n in names), line
+
+
+def test_seeds_outside_every_librarys_range_are_refused_where_they_enter():
+    from smoothdistill_lib.engine import TrainConfig
+
+    for bad in (-1, 2**32, 2.0, True):
+        with pytest.raises(ValueError, match="TrainConfig.seed must be a whole number from 0 to 4294967295"):
+            TrainConfig(method="multitask", epochs=1, seed=bad)
+    assert TrainConfig(method="multitask", epochs=1, seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_score_of_something_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys):
+    assert cli.main(["score", str(tmp_path / "nothing"), "--subjects", "1"]) == 2
+    assert "nothing.pt not found" in _one_error_line(capsys.readouterr().err)
 
 
 def test_resolve_device_refuses_unparsable_names():
@@ -221,6 +255,19 @@ def test_missing_data_offline_is_one_line(data, capsys):
     assert cli.main(["windows", "--dataset", "mhealth", "--mode", "quick"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "could not download" in line and dl.MHEALTH_URL in line
+
+
+@pytest.mark.parametrize("options, key", [("{length: 2.5}", "'data_options.length': 2.5 is not a whole number"),
+                                          ("{step: 0}", "'data_options.step': 0 is not a whole number from 1 to"),
+                                          ("{step: 1000000000000}", "'data_options.step': 1000000000000 is not")])
+def test_a_bad_window_option_is_one_line_naming_file_and_key(tmp_path, monkeypatch, capsys, options, key):
+    cfg = tmp_path / "win.yaml"
+    cfg.write_text(f"name: win\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {options}\n")
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "results"))
+    assert cli.main(["run", str(cfg), "--mode", "quick"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {cfg}: key ") and key in line
+    assert not (tmp_path / "results").exists()
 
 
 def test_a_typo_in_data_options_is_one_line_naming_the_option(tmp_path, monkeypatch, capsys):

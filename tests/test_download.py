@@ -70,6 +70,18 @@ def test_offline_gives_one_clear_error(tmp_path, monkeypatch):
         dl.prepare_mhealth(tmp_path / "data", download=False)
 
 
+def test_a_download_says_whether_the_network_or_the_server_failed(tmp_path, monkeypatch):
+    def silent(*args, **kwargs):
+        raise dl.urllib.error.URLError(TimeoutError("timed out"))
+
+    monkeypatch.setattr(dl.urllib.request, "urlopen", silent)
+    with pytest.raises(dl.DownloadError, match=r"could not download .* \(server did not answer: timed out\)"):
+        dl.fetch(dl.WISDM_URL, tmp_path / "w.zip")
+    monkeypatch.setattr(dl.urllib.request, "urlopen", _offline)
+    with pytest.raises(dl.DownloadError, match=r"could not download .* \(no network: "):
+        dl.fetch(dl.WISDM_URL, tmp_path / "w.zip")
+
+
 @pytest.mark.parametrize("member", ["/etc/evil.txt", "../evil.txt", "a/../../evil.txt", "C:/evil.txt", "..\\evil.txt"])
 def test_safe_extract_rejects_unsafe_members(tmp_path, member):
     archive = tmp_path / "a.zip"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import http.client
 import io
+import socket
 import urllib.error
 import zipfile
 
@@ -88,3 +91,32 @@ def test_a_failed_download_is_one_line(empty_data, monkeypatch, capsys):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset"):
         firstuse.ensure_data("nope")
+
+
+@pytest.mark.parametrize("error", [TimeoutError("timed out"), urllib.error.URLError(TimeoutError("timed out")),
+                                   http.client.RemoteDisconnected("Remote end closed connection without response"),
+                                   ConnectionResetError(104, "Connection reset by peer"),
+                                   urllib.error.HTTPError(download.WISDM_URL, 503, "Service Unavailable", {}, None)],
+                         ids=["timeout", "wrapped_timeout", "closed", "reset", "http_503"])
+def test_a_server_that_does_not_answer_is_not_reported_as_no_network(empty_data, monkeypatch, capsys, error):
+    def silent(url, timeout=10.0):
+        raise error
+
+    monkeypatch.setattr(firstuse, "remote_size", silent)
+    monkeypatch.setattr(download, "fetch", lambda *a, **k: pytest.fail("downloaded although the server did not answer"))
+    assert firstuse.ensure_data("wisdm") is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "(server did not answer: " in out and "no network" not in out
+
+
+def test_a_real_server_that_never_answers_head(empty_data, monkeypatch, capsys):
+    """A local socket that accepts the connection and says nothing: the HEAD request times out."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/wisdm.zip"
+        monkeypatch.setitem(firstuse.ARCHIVES, "wisdm", ("downloads/wisdm.zip", url))
+        monkeypatch.setattr(firstuse, "remote_size", functools.partial(firstuse.remote_size, timeout=0.3))
+        assert firstuse.ensure_data("wisdm") is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "(server did not answer: timed out)" in out

@@ -143,3 +143,41 @@ def test_checkpoint_refused_by_weights_only_is_one_clear_error(tmp_path):
     base.with_name("c.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match=r"c\.pt cannot be loaded with weights_only=True"):
         checkpoints.load(base)
+
+
+def test_a_loader_that_ignores_subjects_is_refused_and_score_never_scores_training_subjects(registered, tmp_path,
+                                                                                             capsys):
+    """A loader that returns every subject whatever it is asked for made `score` quietly score the
+    subjects the network trained on: load_recording refuses the mismatch in one line naming the dataset."""
+    from smoothdistill_lib.errors import UserError
+
+    prep = prepare(imu(SUBJECTS[:4]), protocol="subject", mode="quick", length=50, step=40, test_subjects=[4])
+    fit_idx, val_idx = prep.split.folds[0]
+    cfg = engine.TrainConfig(method="multitask", model="mtlnet_corrected", epochs=1, batch_size=16)
+    ckpt = checkpoints.fit_or_load(tmp_path, prep, fit_idx, val_idx, prep.split.test, cfg, progress=False)
+    assert ckpt.metadata["subjects_seen"] == [1, 2, 3]
+
+    # the registered loader keeps to `subjects`: `score` scores subject 5 alone, as load_predictor does
+    assert cli_main(["score", str(ckpt.path), "--dataset", "imu", "--subjects", "5"]) == 0
+    out = capsys.readouterr().out
+    want = checkpoints.load_predictor(ckpt.path).score(imu([5]))
+    assert "on imu subjects 5:" in out and f"{want.loc['task1', 'accuracy']:.2f}" in out
+    assert want.loc["task1", "n"] == 2 * 2 * 4
+
+    datasets.register_dataset("deaf", lambda subjects=None, mode=None: imu(), ACTIVITIES, PLACEMENTS, CHANNELS)
+    try:
+        with pytest.raises(UserError) as e:
+            datasets.load_recording("deaf", subjects=[5])
+        assert str(e.value) == ("dataset 'deaf': asked for subjects [5], its loader returned 4 others ([1, 2, 3, 4]): "
+                                "the loader must keep exactly the subjects it is given (its `subjects` argument)")
+        assert cli_main(["score", str(ckpt.path), "--dataset", "deaf", "--subjects", "5"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith("error: dataset 'deaf': asked for subjects [5]")
+    finally:
+        datasets.unregister_dataset("deaf")
+    datasets.register_dataset("short", lambda subjects=None, mode=None: imu([1]), ACTIVITIES, PLACEMENTS, CHANNELS)
+    try:
+        with pytest.raises(UserError, match=r"asked for subjects \[1, 9\], its loader returned none of \[9\]"):
+            datasets.load_recording("short", subjects=[9, 1])
+    finally:
+        datasets.unregister_dataset("short")

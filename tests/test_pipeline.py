@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from smoothdistill_lib import cli, pipeline
+from smoothdistill_lib.errors import UserError
 from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
 from smoothdistill_lib.splits import Standardizer, leakage
 from smoothdistill_lib.windows import make_windows, to_layout
@@ -133,3 +134,59 @@ def test_prepare_sleepsim_quick(protocol):
     else:
         assert prep.leakage["subject_in_train_fraction"] == 1.0
     assert datasets.load_recording  # the registry the pipeline calls
+
+
+# ----------------------------------------------------------------------------- bad input where it enters
+@pytest.mark.parametrize("kwargs, name", [({"length": 2.5}, "length=2.5 is not a whole number"),
+                                          ({"step": 10**12}, "step=1000000000000 is not a whole number from 1 to"),
+                                          ({"step": 0}, "step=0 is not a whole number from 1 to"),
+                                          ({"n_folds": 1}, "n_folds=1"), ({"max_windows": 0}, "max_windows=0"),
+                                          ({"seed": -5}, "seed=-5 is not a whole number from 0 to 4294967295"),
+                                          ({"seed": 2**32}, "seed=4294967296")])
+def test_prepare_refuses_bad_whole_numbers_naming_the_argument(kwargs, name):
+    """A float length was a numpy casting traceback, a huge step an overflow, a negative seed
+    scikit-learn's "expected non-negative integer": one line naming the argument instead."""
+    with pytest.raises(UserError) as e:
+        pipeline.prepare(recording(), protocol="paper", mode="full", **kwargs)
+    assert str(e.value).startswith(f"prepare: {name}") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("column, value, what", [("y", np.nan, "is nan"), ("z", -np.inf, "is -inf"),
+                                                 ("activity", 7, "holds label 7, but the dataset has 3 activity_names"),
+                                                 ("placement", -1, "holds label -1, but the dataset has 3 placement_names")])
+@pytest.mark.parametrize("protocol", ["paper", "subject"])
+def test_prepare_refuses_non_finite_samples_and_unknown_labels_naming_row_and_column(column, value, what, protocol):
+    rec = recording()
+    rec.frame.loc[123, column] = value
+    with pytest.raises(UserError) as e:
+        pipeline.prepare(rec, protocol=protocol, mode="full")
+    msg = str(e.value)
+    assert msg.startswith(f"dataset 'synthetic': column {column!r}, row 123") and what in msg and "\n" not in msg
+
+
+def test_a_registered_loader_returning_nan_is_refused_and_never_spreads(monkeypatch):
+    """Under the subject protocol one NaN sample made the standardiser's mean NaN, and so every
+    standardised value of its channel: refused where the data enter, and by the standardiser too."""
+    from smoothdistill_lib import datasets
+
+    def leaky(subjects=None, mode=None):
+        rec = recording(n_subjects=6)
+        rec.frame.loc[4000, "x"] = np.nan
+        return rec
+
+    datasets.register_dataset("leaky", leaky, ["a0", "a1", "a2"], ["p0", "p1", "p2"])
+    try:
+        with pytest.raises(UserError, match=r"dataset 'leaky': column 'x', row 4000 \(subject \d\) is nan; 1 of"):
+            pipeline.prepare("leaky", protocol="subject", mode="full")
+    finally:
+        datasets.unregister_dataset("leaky")
+    X = make_windows(recording(n_subjects=6), stream="session", label_rule="majority").X.copy()
+    X[5, 0, 1, 7] = np.nan
+    with pytest.raises(ValueError, match="non-finite values in channel 1"):
+        Standardizer.fit(X)
+
+
+def test_cli_windows_bad_seed_names_the_option(capsys):
+    assert cli.main(["windows", "--dataset", "sleepsim", "--seed", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --seed: -5 is not a whole number from 0 to 4294967295") and err.count("\n") == 1

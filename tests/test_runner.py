@@ -110,6 +110,16 @@ def test_config_round_trip(tmp_path, suffix):
     ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_options: {lr: fast}\n", "'train_options.lr'"),
     ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ntrain_options: {batch_size: '64'}\n",
      "'train_options.batch_size'"),
+    # whole numbers where they enter: a float or huge window length / step, a zero step, a seed
+    # outside what scikit-learn and torch take (each failed later inside numpy, sklearn or torch)
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {length: 2.5}\n", "'data_options.length'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {step: 1000000000000}\n",
+     "'data_options.step'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {step: 0}\n", "'data_options.step'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\ndata_options: {n_folds: 1}\n", "'data_options.n_folds'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nsplit_seed: 4294967296\n", "'split_seed'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nresamples: 3\nsplit_seed: 4294967295\n", "'split_seed'"),
+    ("name: t\ndatasets: [sleepsim]\nmethods: [multitask]\nseeds: [99999999999999999999]\n", "'seeds'"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"
@@ -330,8 +340,47 @@ def test_a_second_runner_on_the_same_experiment_is_refused_while_the_first_holds
     assert len(runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False).ran) == 0
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_each_run_takes_its_own_lock_and_skips_what_another_process_has(tmp_path):
+    """A run another process holds (its runs/.<run_id>.lock) is skipped, not trained twice; one whose
+    record appeared after the scan (another process finished it) is not trained again."""
+    import fcntl
+
+    exp = small()
+    specs = experiment.expand(exp)
+    runs = tmp_path / "t" / "runs"
+    runs.mkdir(parents=True)
+    calls = []
+
+    def run(spec, device=None):
+        calls.append(spec.run_id)
+        if spec.run_id == specs[0].run_id:  # meanwhile another process finishes specs[1]
+            other = specs[1]
+            fileio.atomic_write_json(runs / f"{other.run_id}.json", {"schema": records.SCHEMA, "run_id": other.run_id,
+                                                                     "spec": other.to_dict(), **fake_run(other)})
+        return fake_run(spec, device)
+
+    with open(runner.run_lock(runs, specs[3].run_id), "a+") as held:  # what the other process holds
+        held.write("pid 4242\n")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        s = runner.run_experiment(exp, results_root=tmp_path, run_fn=run, progress=False)
+        assert calls == s.ran == [specs[0].run_id, specs[2].run_id]
+        assert s.skipped == [f"{specs[1].run_id} ({specs[1].label}): another process finished it meanwhile",
+                             f"{specs[3].run_id} ({specs[3].label}): another process is running it (pid 4242)"]
+        assert f"run skipped: {s.skipped[1]}" in s.lines()
+        assert not (runs / f"{specs[3].run_id}.json").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    for spec in specs[:3]:  # released once their records were written
+        with fileio.file_lock(runner.run_lock(runs, spec.run_id), wait=False):
+            pass
+    s = runner.run_experiment(exp, results_root=tmp_path, run_fn=run, progress=False)
+    assert s.ran == [specs[3].run_id] and s.skipped == [] and s.done_before == 3
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "hash_mismatch", "renamed",
-                                    "no_metrics"])
+                                    "no_metrics", "accuracy_250", "negative_f1", "confusion_sum",
+                                    "confusion_shape", "per_class_rate"])
 def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
     exp = small(seeds=[0])
     runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
@@ -350,6 +399,21 @@ def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
         rec = json.loads(text)
         del rec["evaluation"][0]["metrics"]
         victim.write_text(json.dumps(rec))
+    elif damage in ("accuracy_250", "negative_f1", "confusion_sum", "confusion_shape", "per_class_rate"):
+        # valid JSON with an impossible value: it would be averaged into the tables as if it were real
+        rec = json.loads(text)
+        e = rec["evaluation"][0]
+        if damage == "accuracy_250":
+            e["metrics"]["accuracy"] = 250.0
+        elif damage == "negative_f1":
+            e["metrics"]["macro_f1"] = -3.0
+        elif damage == "confusion_sum":
+            e["confusion"][0][0] += 1
+        elif damage == "confusion_shape":
+            e["confusion"] = [row[:-1] for row in e["confusion"][:-1]]
+        else:
+            e["per_class"][0]["ppv"] = 100.5
+        victim.write_text(json.dumps(rec))
     elif damage == "hash_mismatch":  # a record edited by hand: its spec no longer hashes to its id
         rec = json.loads(text)
         rec["spec"]["train"]["epochs"] = 99
@@ -363,6 +427,28 @@ def test_corrupt_record_is_reported_moved_and_rerun(tmp_path, damage, capsys):
     assert (victim.parent / (victim.name + ".corrupt")).exists()
     assert (victim.parent / (victim.name + ".corrupt.why")).read_text().strip() == summary.corrupt[0].split(": ", 1)[1]
     records.read_record(victim)  # rerun: valid again
+
+
+def test_a_record_with_impossible_values_is_never_reported(tmp_path):
+    """An accuracy of 250 was reported (mean 163 +- 123) and counted as finished; now the record is
+    refused by validate_record: `report` skips it naming the value, `run` moves it aside and reruns it."""
+    exp = small(methods=["multitask"])
+    runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    victim = record_files(tmp_path / "t")[0]
+    rec = json.loads(victim.read_text())
+    (e,) = [e for e in rec["evaluation"] if (e["split"], e["who"], e["task"]) == ("test", "student", 1)]
+    e["metrics"]["accuracy"] = 250.0
+    victim.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=r"evaluation\[\d\]: metric 'accuracy' is 250.0, outside \[0, 100\]"):
+        records.read_record(victim)
+    with pytest.warns(UserWarning, match=f"skipping invalid record {re.escape(str(victim))}.*250.0"):
+        recs = records.load_experiment("t", results_root=tmp_path)
+    assert victim.stem not in recs.records and len(recs.records) == 1 and recs.df["accuracy"].max() <= 100
+    assert victim.exists()  # report only reads
+    s = runner.run_experiment(exp, results_root=tmp_path, run_fn=fake_run, progress=False)
+    assert s.ran == [victim.stem] and s.done_before == 1  # not counted as finished
+    why = victim.with_name(victim.name + ".corrupt.why").read_text()
+    assert "'accuracy' is 250.0" in why and records.read_record(victim)["run_id"] == victim.stem
 
 
 def test_leftover_temp_file_of_a_killed_writer_is_ignored_and_removed(tmp_path):
@@ -498,6 +584,97 @@ def test_kill_9_and_restart_gives_the_uninterrupted_records(tmp_path, e2e_run):
         assert rec["evaluation"] == ref[run_id]["evaluation"], rec["spec"]["method"]
 
 
+# ----------------------------------------------------------------------------- networks beside records
+def test_runs_keep_their_networks_which_score_new_subjects(e2e_run, tmp_path, capsys):
+    """A quick run leaves student and teacher checkpoints beside its record (git-ignored, sha256 in
+    the record); load_predictor(run, network=...) and `score` score them on subjects never seen."""
+    import shutil
+
+    from smoothdistill_lib import checkpoints, datasets, predictions
+
+    runs = tmp_path / "runs"
+    shutil.copytree(e2e_run[0] / "e2e" / "runs", runs)  # a copy: the module's grid stays intact
+    recs = {r["spec"]["method"]: r for r in (records.read_record(p) for p in sorted(runs.glob("*.json")))}
+    assert set(recs["smooth_distill"]["networks"]) == {"student", "teacher"}
+    assert set(recs["multitask"]["networks"]) == set(recs["singletask"]["networks"]) == {"student"}
+    for r in recs.values():
+        for who, ref in r["networks"].items():
+            assert ref["file"] == f"networks/{r['run_id']}.{who}.pt"
+            assert fileio.sha256_file(runs / ref["file"]) == ref["sha256"] and (runs / ref["file"]).with_suffix(".json").is_file()
+    assert "results/*/runs/networks/" in (ROOT / ".gitignore").read_text().splitlines()
+
+    # each kept network gives the run's own test predictions again
+    for method in ("smooth_distill", "singletask"):
+        rec = recs[method]
+        arrays = predictions.read(runs, rec)
+        test = experiment.prepare_for(experiment.RunSpec.from_dict(rec["spec"])).windows.subset(arrays["test_index"])
+        for who in rec["networks"]:
+            y1, y2 = checkpoints.load_predictor(runs / rec["run_id"], network=who).predict(test)
+            assert np.array_equal(y1, arrays[f"test_{who}_y1_pred"]) and np.array_equal(y2, arrays[f"test_{who}_y2_pred"])
+
+    # `score` on subjects 5 and 6, which the quick grid (sleepsim subjects 1-4) never saw
+    rid = recs["smooth_distill"]["run_id"]
+    assert cli_main(["score", str(runs / rid), "--network", "teacher", "--dataset", "sleepsim", "--subjects", "5,6"]) == 0
+    out, err = capsys.readouterr()
+    want = checkpoints.load_predictor(runs / rid, network="teacher").score(
+        datasets.load_recording("sleepsim", mode="quick", subjects=[5, 6]))
+    label = experiment.RunSpec.from_dict(recs["smooth_distill"]["spec"]).label
+    assert out.startswith(f"run {rid} ({label}), teacher network, on sleepsim subjects 5, 6:")
+    assert f"{want.loc['task1', 'accuracy']:.2f}" in out and f"{want.loc['task2', 'macro_f1']:.2f}" in out
+    assert err == "" and want.loc["task1", "n"] > 0
+    # a subject it trained on is named; a network the run does not have is one line
+    assert cli_main(["score", str(runs / f"{rid}.json"), "--subjects", "3"]) == 0
+    assert "warning: score: subject(s) [3] were among the student's training subjects" in capsys.readouterr().err
+    assert cli_main(["score", str(runs / recs["multitask"]["run_id"]), "--network", "teacher", "--subjects", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no teacher network (method 'multitask' kept student)" in err
+
+    # a network file that is not the one its record names, or is gone: one line, nothing scored
+    teacher = runs / recs["smooth_distill"]["networks"]["teacher"]["file"]
+    shutil.copy(runs / recs["smooth_distill"]["networks"]["student"]["file"], teacher)
+    with pytest.raises(errors.CheckpointError, match=f"{re.escape(str(teacher))}: its sha256 differs from the one the record of run {rid}"):
+        checkpoints.load_predictor(runs / rid, network="teacher")
+    teacher.unlink()
+    with pytest.raises(errors.CheckpointError, match="teacher network of run .* is missing"):
+        checkpoints.load_predictor(runs / rid, network="teacher")
+
+
+def test_run_no_networks_keeps_none(tmp_path, monkeypatch, capsys):
+    from smoothdistill_lib import checkpoints
+
+    cfg = experiment.write_config(experiment.Experiment.from_dict({**E2E, "methods": ["multitask"]}), tmp_path / "e.yaml")
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "res"))
+    assert cli_main(["run", str(cfg), "--mode", "quick", "--no-networks"]) == 0
+    runs = tmp_path / "res" / "e2e" / "runs"
+    (rec,) = [records.read_record(p) for p in runs.glob("*.json")]
+    assert "networks" not in rec and not (runs / "networks").exists()
+    with pytest.raises(errors.CheckpointError, match=f"run {rec['run_id']} .* kept no networks"):
+        checkpoints.load_predictor(runs / rec["run_id"])
+
+
+def _run_with_networks(spec, device=None):
+    """fake_run, plus a network to keep (what records.record_body hands the runner)."""
+    import torch
+
+    body = fake_run(spec, device)
+    body["networks"] = {"student": ({"student": {"w": torch.full((2,), float(spec.seed))}}, {"network": "student"})}
+    return body
+
+
+def test_networks_go_stale_with_their_records(tmp_path):
+    runs = tmp_path / "t" / "runs"
+    first = runner.run_experiment(small(), results_root=tmp_path, run_fn=_run_with_networks, progress=False)
+    assert sorted(p.name for p in (runs / "networks").glob("*.pt")) == sorted(f"{r}.student.pt" for r in first.ran)
+    for p in record_files(tmp_path / "t"):
+        ref = records.read_record(p)["networks"]["student"]
+        assert fileio.sha256_file(runs / ref["file"]) == ref["sha256"]
+    second = runner.run_experiment(small(epochs=2), results_root=tmp_path, run_fn=_run_with_networks, progress=False)
+    assert sorted(second.stale) == sorted(first.ran)
+    stale = tmp_path / "t" / "stale" / "networks"
+    assert sorted(p.name for p in stale.glob("*.pt")) == sorted(f"{r}.student.pt" for r in first.ran)
+    assert sorted(p.name.split(".")[0] for p in (runs / "networks").glob("*.pt")) == sorted(second.ran)
+
+
 # ----------------------------------------------------------------------------- run identity
 @pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long", "long_lambda"])
 def test_recorded_grids_keep_their_run_ids(name):
@@ -563,6 +740,22 @@ def test_a_grid_is_never_extended_in_another_numeric_environment(tmp_path, monke
     assert s.ran == [] and s.pending == 2
 
 
+def test_the_environment_refusal_counts_the_runs_that_differ(tmp_path, monkeypatch):
+    """Three finished runs, one of them made with another torch: the line says 1 of 3, not 3."""
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    here = torch.__version__
+    runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run(here), progress=False, limit=3)
+    victim = record_files(tmp_path / "t")[0]
+    rec = json.loads(victim.read_text())
+    rec["provenance"]["torch"] = "1.0.0"
+    victim.write_text(json.dumps(rec))
+    with pytest.raises(errors.EnvironmentMismatch) as e:
+        runner.run_experiment(small(), results_root=tmp_path, run_fn=_env_run(here), progress=False)
+    assert ": 1 of the 3 finished run(s) in " in str(e.value) and f"torch 1.0.0 in the records, {here} here" in str(e.value)
+
+
 def test_methods_runs_a_grid_in_stages(tmp_path, capsys):
     s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False,
                               methods=["smooth_distill"])
@@ -585,17 +778,32 @@ def test_long_mode_is_the_papers_decay_with_ten_thousand_steps():
     assert len(sd) == 2 * 2 * 2 * 3 and {s.lam for s in sd} == {0.5, 0.0}
 
 
-def test_long_lambda_sweep_completes_the_long_grids_seed_zero():
-    """configs/long_lambda.yaml adds the other lambdas to the long grid's seed 0 (WISDM, paper
-    protocol): same mode, decay, steps, split and seed, and no lambda the long grid already holds."""
+def test_long_lambda_sweep_completes_the_long_grids_seeds():
+    """configs/long_lambda.yaml adds the other lambdas to the long grid's seeds 0-2 (WISDM, paper
+    protocol): same mode, decay, steps, split and seeds, and no lambda the long grid already holds."""
     sweep = experiment.expand(experiment.read_config(ROOT / "configs" / "long_lambda.yaml"))
     grid = [s for s in experiment.expand(experiment.read_config(ROOT / "configs" / "long.yaml"))
-            if s.method == "smooth_distill" and s.dataset == "wisdm" and s.protocol == "paper" and s.seed == 0]
+            if s.method == "smooth_distill" and s.dataset == "wisdm" and s.protocol == "paper"]
     assert {s.lam for s in sweep} == {0.001, 0.1, 1.0} and {s.lam for s in grid} == {0.0, 0.5}
     for key in ("mode", "seed", "fold", "split_seed", "dataset", "protocol", "model", "layout"):
         assert {getattr(s, key) for s in sweep} == {getattr(s, key) for s in grid}, key
-    strip = lambda t: {k: v for k, v in t.items() if k != "lam"}  # noqa: E731
+    strip = lambda t: {k: v for k, v in t.items() if k not in ("lam", "seed")}  # noqa: E731
     assert all(strip(s.train) == strip(grid[0].train) for s in sweep)
+
+
+@pytest.mark.parametrize("name, n", [("long_ratio", 18), ("long_arch", 8)])
+def test_the_long_ablation_grids(name, n):
+    """The ablations at the paper's decay: long mode, WISDM paper protocol, lambda 0.5 and 0 in every cell
+    (so each cell pairs Smooth-Distill with multitask), the ratios cross-validated, the architectures
+    on the long grid's fixed split."""
+    specs = experiment.expand(experiment.read_config(ROOT / "configs" / f"{name}.yaml"))
+    assert len(specs) == n and {s.mode for s in specs} == {"long"} and {s.lam for s in specs} == {0.0, 0.5}
+    assert {(s.dataset, s.protocol) for s in specs} == {("wisdm", "paper")}
+    if name == "long_ratio":
+        assert {s.train_ratio for s in specs} == {0.1, 0.25, 0.5}
+        assert {(s.seed, s.split_seed) for s in specs} == {(r, 42 + r) for r in range(3)}
+    else:
+        assert {s.model for s in specs} == {"lstm", "bilstm", "gru", "anponet"} and {s.split_seed for s in specs} == {42}
 
 
 # ----------------------------------------------------------------------------- cross-validated grids

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+import threading
+import time
+from collections import Counter
 
 import numpy as np
 import pytest
 from test_runner import fake_run, record_files, small
 
-from smoothdistill_lib import experiment, runner, shards, stack
+from smoothdistill_lib import errors, experiment, records, runner, shards, stack
 from smoothdistill_lib.cli import main as cli_main
 from smoothdistill_lib.methods import METHODS
 
@@ -119,3 +123,52 @@ def test_unstackable_groups_run_every_spec_one_at_a_time(capsys):
     out = list(stack.run_specs(specs, "cpu", progress=False, run_alone=fake_run))
     assert [s.run_id for s, _ in out] == [s.run_id for s in specs]
     assert "sd_dropout/mtlnet runs one at a time" in capsys.readouterr().err
+
+
+def test_a_shard_without_runs_says_so(tmp_path, monkeypatch, capsys):
+    """--shard 5/5 of a 4-run grid said "0 runs in the grid"; it is refused naming the shard and the grid."""
+    cfg = experiment.write_config(small(), tmp_path / "t.yaml")  # 4 runs
+    monkeypatch.setenv("SMOOTHDISTILL_RESULTS", str(tmp_path / "res"))
+    assert cli_main(["run", str(cfg), "--shard", "5/5"]) == 2
+    out, err = capsys.readouterr()
+    assert err == "error: --shard 5/5: shard 5 of 5 has no runs (the grid has 4); split it into at most 4 shards\n"
+    assert out == "" and not (tmp_path / "res").exists()
+    with pytest.raises(errors.UserError, match="shard 5 of 5 has no runs"):
+        runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, shard=(5, 5))
+    s = runner.run_experiment(small(), results_root=tmp_path, run_fn=fake_run, progress=False, shard="1/2")
+    assert s.lines()[0].startswith("experiment t [quick]: 2 runs in shard 1 of 2 (the grid has 4), 0 done before")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_whole_grid_and_a_shard_of_it_at_once_train_each_run_once(tmp_path):
+    """A full `run` and a `run --shard 1/2` take different experiment locks; each run's own lock
+    keeps them from training the shard's runs twice (they used to)."""
+    exp = small(methods=list(METHODS), seeds=[0, 1], folds=[0])  # 10 runs
+    calls, guard = Counter(), threading.Lock()
+
+    def slow(spec, device=None):
+        with guard:
+            calls[spec.run_id] += 1
+        time.sleep(0.05)  # long enough for the two to meet
+        return fake_run(spec, device)
+
+    out, failed = {}, []
+
+    def go(name, shard):
+        try:
+            out[name] = runner.run_experiment(exp, results_root=tmp_path, run_fn=slow, progress=False, shard=shard)
+        except BaseException as e:  # noqa: BLE001 - reported below, from the main thread
+            failed.append(e)
+
+    threads = [threading.Thread(target=go, args=("whole", None)), threading.Thread(target=go, args=("shard", "1/2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not failed, failed
+    grid = {s.run_id for s in experiment.expand(exp)}
+    assert set(calls) == grid and max(calls.values()) == 1  # every run trained, none twice
+    assert sorted(out["whole"].ran + out["shard"].ran) == sorted(grid)
+    assert {p.stem for p in record_files(tmp_path / "t")} == grid
+    for p in record_files(tmp_path / "t"):
+        records.read_record(p)

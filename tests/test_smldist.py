@@ -284,7 +284,8 @@ def test_shipped_config_loads_and_sizes_demo_small():
     demo = abl.for_mode("demo")
     assert demo.protocols == ["paper"] and demo.datasets == ["sleepsim", "wisdm"]
     assert [(s, c) for s, c, _ in demo.jobs()] == [("mobilenet_v3s", c) for c in smldist.COMBINATIONS] + [
-        ("small_cnn", "none"), ("small_cnn", "all")]
+        ("small_cnn", "none"), ("small_cnn", "logits"), ("small_cnn", "all")]  # logits only: plain KD, the baseline
+    assert demo.seeds is None  # the mode's three seeds
     full = abl.for_mode("full")
     assert full.protocols == ["paper", "subject"] and len(full.jobs()) == 10
 

@@ -277,3 +277,33 @@ def test_paired_proportion_change_is_mcnemar_with_a_wald_interval():
     assert stats.paired_proportion_change(0, 0, 100)["p_mcnemar"] == 1.0
     with pytest.raises(ValueError, match="only_a"):
         stats.paired_proportion_change(60, 50, 100)
+
+
+def test_lambdas_are_compared_with_the_reference_pairwise_not_ranked():
+    rows = []
+    for lam, accs in ((0.5, [66.0, 67.0, 68.0]), (1.0, [66.5, 67.0, 68.5]), (0.1, [64.0, 65.0, 66.5])):
+        for seed, acc in enumerate(accs):
+            for task in (1, 2):
+                rows.append({"run_id": f"{lam}-{seed}", "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill",
+                             "lam": lam, "who": "student", "seed": seed, "fold": 0, "task": task, "split": "test",
+                             "accuracy": acc, "n_fit": 800, "n_test": 200, "train_ratio": np.nan, "model": "mtlnet",
+                             "split_seed": 42, "test_fold": np.nan})
+    t = verdicts.compare_lambdas(pd.DataFrame(rows), reference=0.5).query("task == 1").set_index("a")
+    assert list(t.index) == ["lambda 0.1", "lambda 1"]
+    # lambda 1 - 0.5: diffs 0.5, 0, 0.5 -> cannot tell; lambda 0.1: -2, -2, -1.5 -> worse
+    assert t.loc["lambda 1", "effect"] == pytest.approx(1 / 3) and verdicts.direction(t.loc["lambda 1"]) == 0
+    assert verdicts.direction(t.loc["lambda 0.1"]) == -1 and t.loc["lambda 0.1", "question"] == "lambda = 0.1 against lambda = 0.5"
+
+
+def test_one_seed_is_a_difference_without_an_interval_and_cells_split_by_model_and_ratio():
+    df = long_frame().query("seed == 0").assign(model="lstm")
+    df = pd.concat([df, long_frame().query("seed == 0").assign(model="mtlnet", train_ratio=0.25)])
+    assert verdicts.compare(df).empty  # one seed: nothing to pair by default
+    t = verdicts.compare(df, min_pairs=1, train_ratio="any", questions=verdicts.QUESTIONS[:1])
+    assert sorted(zip(t["model"], t["train_ratio"].fillna(1))) == [("lstm", 1.0), ("mtlnet", 0.25)]
+    row = t[t["model"] == "lstm"].iloc[0]
+    assert row["design"] == "one run" and np.isnan(row["ci_low"]) and verdicts.direction(row) == 0
+    text = verdicts.sentence(row)
+    assert text.startswith("WISDM, random windows, lstm, task 1: Smooth-Distill − multitask = +4.00 points in one run")
+    assert verdicts.where(t[t["model"] == "mtlnet"].iloc[0]) == "WISDM, random windows, 25% of the training windows, task 1"
+    assert t.attrs["family"] == 0 and t["p_holm"].isna().all()  # rows without an interval are not tested
