@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("config", help="the experiment's config (see configs/)")
     b.add_argument("--limit", type=_int_at_least(0), default=None, help="re-run at most this many records, then stop")
     b.add_argument("--methods", default=None, help="comma-separated: only these methods' records")
+    b.add_argument("--datasets", default=None, help="comma-separated: only these datasets' records")
+    b.add_argument("--protocols", default=None, help="comma-separated: only these protocols' records")
     b.add_argument("--require-clean", action="store_true",
                    help="refuse to start when tracked files have uncommitted changes")
 

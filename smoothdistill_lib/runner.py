@@ -345,6 +345,7 @@ class BackfillSummary:
 
 def backfill_predictions(experiment: Experiment | str | os.PathLike, results_root: str | os.PathLike | None = None,
                          limit: int | None = None, methods: list[str] | None = None, require_clean: bool = False,
+                         datasets: list[str] | None = None, protocols: list[str] | None = None,
                          run_fn: RunFn | None = None, progress: bool = True) -> BackfillSummary:
     """Give the records of ``experiment`` that keep no per-window predictions their predictions, by
     re-running each one: a re-run must reproduce its record exactly (every value of
@@ -354,7 +355,8 @@ def backfill_predictions(experiment: Experiment | str | os.PathLike, results_roo
 
     The numeric environment (torch, device, threads) must match the records' (else
     :class:`errors.EnvironmentMismatch`); ``limit`` stops after that many re-runs; ``methods``
-    re-runs only those methods' records. Runs on the CPU, one run at a time (no stacking)."""
+    re-runs only those methods' records (``datasets``, ``protocols`` likewise: the cells a chapter
+    needs first). Runs on the CPU, one run at a time (no stacking)."""
     experiment = as_experiment(experiment)
     folder = Path(results_root or results_dir()) / experiment.name
     runs_dir = folder / "runs"
@@ -364,7 +366,9 @@ def backfill_predictions(experiment: Experiment | str | os.PathLike, results_roo
     with experiment_lock(folder, experiment.name, ".lock-backfill"):
         scan = scan_records(runs_dir, quarantine=False)
         mine = {rid: rec for rid, rec in scan.valid.items() if rid in grid
-                and (methods is None or rec["spec"]["method"] in methods)}
+                and (methods is None or rec["spec"]["method"] in methods)
+                and (datasets is None or rec["spec"]["dataset"] in datasets)
+                and (protocols is None or rec["spec"]["protocol"] in protocols)}
         todo = [rid for rid, rec in sorted(mine.items()) if "predictions" not in rec]
         summary.had = len(mine) - len(todo)
         if limit is not None:
@@ -415,10 +419,14 @@ def _expand_quietly(experiment: Experiment, mode: str) -> list[RunSpec]:
 
 
 def cli_backfill(args) -> int:
-    """``python -m smoothdistill_lib backfill CONFIG [--limit N] [--methods A,B] [--require-clean]``:
-    exit 1 when a re-run did not reproduce its record."""
-    methods = [m.strip() for m in args.methods.split(",")] if getattr(args, "methods", None) else None
-    summary = backfill_predictions(args.config, limit=args.limit, methods=methods,
+    """``python -m smoothdistill_lib backfill CONFIG [--limit N] [--methods A,B] [--datasets A,B]
+    [--protocols P] [--require-clean]``: exit 1 when a re-run did not reproduce its record."""
+    def names(option):
+        value = getattr(args, option, None)
+        return [m.strip() for m in value.split(",")] if value else None
+
+    summary = backfill_predictions(args.config, limit=args.limit, methods=names("methods"),
+                                   datasets=names("datasets"), protocols=names("protocols"),
                                    require_clean=getattr(args, "require_clean", False))
     print("\n".join(summary.lines()))
     return 1 if summary.differed else 0

@@ -174,6 +174,10 @@ def test_backfill_reruns_old_records_and_adds_predictions_only_where_they_reprod
         assert new["provenance"]["predictions_backfill"]["values_reproduced"] > 100
         assert {k: v for k, v in new.items() if k not in ("predictions", "provenance")} == \
                {k: v for k, v in old.items() if k not in ("predictions", "provenance")}
+    # filters: a dataset with no records re-runs nothing
+    none = runner.backfill_predictions(exp, results_root=tmp_path, progress=False, run_fn=lambda *a: 1 / 0,
+                                       datasets=["wisdm"])
+    assert none.added == [] and none.had == 0
     # nothing left to do: a second backfill re-runs nothing
     again = runner.backfill_predictions(exp, results_root=tmp_path, progress=False, run_fn=lambda *a: 1 / 0,
                                         methods=["multitask", "smooth_distill"], limit=0)
