@@ -86,6 +86,18 @@ def get_mode(name: str | None = None) -> ModeSettings:
     return _SETTINGS[name]
 
 
+#: environment variable: ``0`` (or ``false``, ``no``, ``off``) hides the library's progress bars.
+#: ``tools/execute_chapter.py`` sets it, so a chapter stored with its outputs holds no bar (a bar is
+#: a widget or carriage-return text that only means something while it moves); a reader who runs the
+#: chapter sees them.
+PROGRESS_ENV = "SMOOTHDISTILL_PROGRESS"
+
+
+def show_progress(progress: bool = True) -> bool:
+    """``progress``, unless ``$SMOOTHDISTILL_PROGRESS`` turns the library's progress bars off."""
+    return bool(progress) and os.environ.get(PROGRESS_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+
+
 def with_overrides(mode: ModeSettings, **changes) -> ModeSettings:
     """A copy of ``mode`` with some sizes changed (``None`` values are ignored)."""
     return replace(mode, **{k: v for k, v in changes.items() if v is not None})

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from smoothdistill_lib import mhealth
 from smoothdistill_lib.config import show_progress
 from smoothdistill_lib.errors import UserError
 from smoothdistill_lib.wisdm import wisdm_reference
@@ -327,8 +328,6 @@ def prepare_mhealth(root: Path | str, *, download: bool = True, url: str = MHEAL
     ``MHEALTHDATASET/`` moved into place (one ``os.replace``). A damaged or incomplete archive raises
     :class:`DownloadError` naming the problem, is deleted, and nothing is installed.
     """
-    from smoothdistill_lib import mhealth
-
     root = Path(root)
     if mhealth.find_dir(root) is not None:
         return root

@@ -29,6 +29,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,23 +42,34 @@ from tqdm.auto import tqdm
 
 from smoothdistill_lib import amp
 from smoothdistill_lib.compute import synchronize
-from smoothdistill_lib.config import get_mode, show_progress
+from smoothdistill_lib.config import ModeSettings, get_mode, show_progress
 from smoothdistill_lib.ema import BUFFER_POLICIES, EMATeacher
-from smoothdistill_lib.errors import MAX_SEED, whole_number_problem
+from smoothdistill_lib.errors import MAX_SEED, UserError, whole_number_problem
 from smoothdistill_lib.methods import METHODS, Method, autocast, get_method, precision
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import MODELS, build_model
-from smoothdistill_lib.pipeline import prepare
+from smoothdistill_lib.pipeline import Prepared, prepare
 
 SELECTIONS = ("mean", "task1")
 
 
+def mode_settings(mode: str | ModeSettings | Prepared | None = None) -> ModeSettings:
+    """The run mode's sizes, resolved in one place: a mode name, a ``config.ModeSettings``, a
+    ``pipeline.Prepared`` (the mode its data were prepared in, ``options["mode"]``), or None
+    (``$SMOOTHDISTILL_MODE``, else demo; what a plain ``TrainConfig()`` takes)."""
+    if isinstance(mode, ModeSettings):
+        return mode
+    if isinstance(mode, Prepared):
+        return mode.settings
+    return get_mode(mode)
+
+
 def _default_epochs() -> int:
-    return get_mode().epochs
+    return mode_settings().epochs
 
 
 def _default_ema_decay() -> float:
-    return get_mode().ema_decay
+    return mode_settings().ema_decay
 
 
 @dataclass
@@ -150,6 +162,20 @@ class TrainConfig:
         for name, ok, want in checks:
             if not ok:
                 raise ValueError(f"TrainConfig.{name} must be {want}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def for_mode(cls, mode: str | ModeSettings | Prepared | None = None, **fields) -> TrainConfig:
+        """A config sized by the run mode the caller chose, not by ``$SMOOTHDISTILL_MODE``:
+        ``TrainConfig.for_mode(prepared, method="multitask")`` trains as many epochs, with the batch
+        size, EMA decay and minimum steps of the mode ``prepared`` was made in (``mode``: see
+        :func:`mode_settings`). ``fields`` override any of them; given ``epochs``, the mode's
+        ``min_steps`` no longer applies (pass ``min_steps`` too to keep it), as with ``train --epochs``.
+        The config is the same dataclass (same ``to_dict``, so run ids and checkpoint keys made from
+        equal values are equal)."""
+        ms = mode_settings(mode)
+        sizes = {"epochs": ms.epochs, "batch_size": ms.batch_size, "ema_decay": ms.ema_decay,
+                 "min_steps": None if "epochs" in fields else ms.min_steps}
+        return cls(**{**sizes, **fields})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -246,6 +272,47 @@ def _unpack(data) -> tuple[np.ndarray | torch.Tensor, object, object, tuple[int,
     raise ValueError(
         f"fit: data must be a Windows, a Prepared, (X, y1, y2) or a dict, got {type(data).__name__}"
     )
+
+
+def data_layout(data) -> str | None:
+    """The layout of ``data``'s windows where the data say it (a ``Windows``, a ``Prepared``, a dict
+    with a ``"layout"`` key), else None (plain arrays carry no layout)."""
+    if isinstance(data, dict):
+        return data.get("layout")
+    data = data.windows if isinstance(data, Prepared) else data
+    return getattr(data, "layout", None) if hasattr(data, "X") else None
+
+
+def check_layout(data, model: str, who: str = "fit") -> None:
+    """Refuse, in one line, windows whose layout is not the one registry model ``model`` is fed.
+
+    The two layouts hold the same numbers in another order (``windows.to_layout``): a net fed the
+    other one trains without an error, on windows scrambled for it (the faithful MTL-net on axes
+    windows reads x, y and z of a window's first third instead of x over the whole window). Data
+    without a layout (arrays) and models outside ``models.MODELS`` are not checked."""
+    layout = data_layout(data)
+    if layout is None or model not in MODELS or MODELS[model].layout == layout:
+        return
+    want = MODELS[model].layout
+    raise UserError(
+        f"{who}: the windows are in the {layout!r} layout but model {model!r} is fed the {want!r} layout; "
+        f"prepare them with prepare(..., layout=MODELS[{model!r}].layout) or convert X with "
+        f"windows.to_layout(X, {layout!r}, {want!r})")
+
+
+def _check_mode(data, config: TrainConfig) -> None:
+    """Warn (one line) when ``data`` were prepared in one mode while ``config`` carries the epochs and
+    EMA decay of ``$SMOOTHDISTILL_MODE``, another mode: the likely sign of a plain ``TrainConfig()``
+    beside ``prepare(..., mode=...)``. Only a ``Prepared`` says its mode."""
+    if not isinstance(data, Prepared) or "mode" not in data.options:
+        return
+    here, env = data.settings, mode_settings()
+    sizes = (config.epochs, config.ema_decay)
+    if here.name != env.name and sizes == (env.epochs, env.ema_decay) != (here.epochs, here.ema_decay):
+        warnings.warn(
+            f"fit: the data were prepared in mode {here.name!r} but the config has the epochs ({config.epochs}) "
+            f"and EMA decay ({config.ema_decay}) of mode {env.name!r} ($SMOOTHDISTILL_MODE); make it with "
+            f"TrainConfig.for_mode(prepared, ...) to train in the data's mode", UserWarning, stacklevel=3)
 
 
 def _tensors(data, device: torch.device, n_classes):
@@ -662,9 +729,15 @@ def fit(data, fit_idx, val_idx, test_idx, config: TrainConfig, progress: bool = 
     ``build(n_classes) -> nn.Module`` overrides ``config.model`` (any net following the models
     contract). ``n_classes`` defaults to the label names of ``Windows``, else max label + 1.
     One tqdm bar over epochs (``progress=False`` or ``SMOOTHDISTILL_PROGRESS=0`` silences it).
+    Windows in another layout than ``config.model``'s are refused (:func:`check_layout`; not with a
+    custom ``build``), and a ``Prepared`` of another mode than the config's sizes warns once
+    (``TrainConfig.for_mode(prepared)`` sizes a config by the data's mode).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"fit: config must be a TrainConfig, got {type(config).__name__}")
+    if build is None:
+        check_layout(data, config.model)
+    _check_mode(data, config)
     method = get_method(config.method)
     device = resolve_device(config.device)
     X, y1, y2, n_classes = _tensors(data, device, n_classes)
@@ -761,15 +834,13 @@ def cli_train(args) -> int:
     if not 0 <= args.fold < len(split.folds):
         raise ValueError(f"--fold {args.fold} is out of range: the split has {len(split.folds)} folds")
     fit_idx, val_idx = split.folds[args.fold]
-    kw = {"method": args.method, "model": args.model, "seed": args.seed, "device": args.device,
-          "epochs": mode.epochs if args.epochs is None else args.epochs, "batch_size": mode.batch_size,
-          "ema_decay": mode.ema_decay,
-          # the mode's minimum number of steps applies unless the epochs are given explicitly
-          "min_steps": mode.min_steps if args.epochs is None else None}
+    kw = {"method": args.method, "model": args.model, "seed": args.seed, "device": args.device}
+    if args.epochs is not None:  # the mode's minimum number of steps applies unless epochs are given
+        kw["epochs"] = args.epochs
     if args.lam is not None:
         kw["lam"] = args.lam
         kw["ba_lam"] = args.lam
-    cfg = TrainConfig(**kw)
+    cfg = TrainConfig.for_mode(prepared, **kw)  # sized by the mode the data were prepared in
     result = fit(windows, fit_idx, val_idx, split.test, cfg, progress=True)
     cfg = result.config  # the epochs it ran (min_steps may raise them)
     p = result.predictions[("test", "student")]

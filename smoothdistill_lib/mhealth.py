@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smoothdistill_lib.errors import warn_incomplete
 from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
 
 ACTIVITY_NAMES = [
@@ -123,15 +124,13 @@ def check_complete(root: Path | str, *, subset_ok: bool | None = None, stackleve
     """Warn (one line, ``IncompleteDataWarning``) when ``root`` lacks some of the 10 documented logs,
     naming how many and which; silent when ``subset_ok`` or ``$SMOOTHDISTILL_ALLOW_SUBSET`` opts in.
     Returns the missing subject ids."""
-    from smoothdistill_lib.errors import warn_incomplete
-
     missing = sorted(set(SUBJECTS) - set(log_files(root).subject))
     if missing:
-        where = find_dir(root) or Path(root) / FOLDERS[0]
+        # no folder path: the message is printed into chapters (`datasets` names the folder)
         warn_incomplete(
-            f"MHEALTH folder {where} is incomplete: it holds {len(SUBJECTS) - len(missing)} of "
+            f"MHEALTH is incomplete here: its folder holds {len(SUBJECTS) - len(missing)} of "
             f"{len(SUBJECTS)} subject logs (missing: {', '.join(f'mHealth_subject{s}.log' for s in missing[:4])}"
-            + (", ..." if len(missing) > 4 else "") + ")",
+            + (", ..." if len(missing) > 4 else "") + "; `python -m smoothdistill_lib datasets` shows the folder)",
             subset_ok, stacklevel=stacklevel + 1,
         )
     return missing

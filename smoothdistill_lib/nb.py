@@ -4,7 +4,9 @@
   falls back to plain display where myst-nb is not installed (e.g. Colab).
 - :func:`banner` shows where a chapter's outputs come from (mode, device, data, library commit,
   date) as a small table; every chapter shows it as its first output.
-- :func:`setup` makes figures compact (PNG, small size, moderate dpi) and returns the run mode.
+- :func:`setup` makes figures compact (PNG, small size, moderate dpi), prints the library's
+  warnings as one ``warning: ...`` line, and returns the run mode.
+- :func:`data_note` says in one sentence which part of a dataset this machine holds, for the prose.
 - :func:`time_table` shows a chapter's measured wall time per mode and device, read from
   ``book/_timings.json`` (written by ``tools/execute_chapter.py``, never by hand).
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from smoothdistill_lib import plots, report
-from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root
+from smoothdistill_lib import datasets, mhealth, plots, report, wisdm
+from smoothdistill_lib.config import MODES, ModeSettings, get_mode, project_root, show_progress
+from smoothdistill_lib.errors import IncompleteDataWarning
 from smoothdistill_lib.experiment import missing_datasets
 from smoothdistill_lib.fileio import atomic_write_json, file_lock, json_hash
 from smoothdistill_lib.provenance import provenance
@@ -143,9 +148,18 @@ def setup(mode: str | None = None) -> ModeSettings:
 
     Figures: :data:`plots.THEME` (sized for the book's content column, 150 dpi PNG, one font size).
     Tables: every displayed DataFrame goes through :func:`report.to_html` (integers as integers,
-    thousands separators, no truncated cells, no index-name header row, wide tables scroll).
+    thousands separators, one number format per quantity, no truncated cells, no index-name header
+    row, laid out to fit the content column).
+    Warnings: the library's :class:`~smoothdistill_lib.errors.IncompleteDataWarning` prints as one
+    ``warning: ...`` line (Python's default adds the library's file path and a source line, which
+    would be stored in the chapter); say which data were used in the prose with :func:`data_note`.
     """
     plots.apply_theme()
+    _one_line_warnings()
+    # plots.THEME gives every figure constrained layout; a chapter that calls fig.tight_layout() (e.g.
+    # to keep room for a legend below the panels) chooses tight layout on purpose, and matplotlib's
+    # notice about the switch says nothing to a reader
+    warnings.filterwarnings("ignore", message="The figure layout has changed to tight", category=UserWarning)
     try:  # inline backend only exists inside a kernel
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
@@ -157,6 +171,51 @@ def setup(mode: str | None = None) -> ModeSettings:
     pd.set_option("display.width", 120)
     _register_table_formatter()
     return get_mode(mode)
+
+
+def _one_line_warnings() -> None:
+    """Show :class:`IncompleteDataWarning` as one ``warning: ...`` line on stderr (as the command
+    line does); every other warning keeps Python's format. Installed once per process."""
+    shown = warnings.showwarning
+    if getattr(shown, "_smoothdistill", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, IncompleteDataWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show._smoothdistill = True
+    warnings.showwarning = show
+
+
+def data_note(name: str = "wisdm") -> str:
+    """One sentence for a chapter's prose: which part of dataset ``name`` (``wisdm`` or ``mhealth``)
+    this machine holds, e.g. "The WISDM data here are a subset: the accelerometer files of 19 of 51
+    phone and 43 of 51 watch subjects (15 with both), so WISDM numbers differ from the full
+    archive's." No folder path (a reader's machine is not the build machine)."""
+    if name not in ("wisdm", "mhealth"):
+        raise ValueError(f"data_note knows the file lists of 'wisdm' and 'mhealth', not {name!r}")
+    label = name.upper()
+    root = datasets.locate(name)
+    if root is None:
+        return f"{label} is not on this machine, so the parts of this chapter that need it are skipped."
+    if name == "wisdm":
+        counts = wisdm.file_counts(root)
+        if all(have == total for have, total in counts.values()):
+            return (f"The {label} data here are the full archive: the accelerometer files of all "
+                    + " and ".join(f"{total} {p}" for p, (_, total) in counts.items()) + " subjects.")
+        both = len(datasets.wisdm_subjects_with_both(root))
+        return (f"The {label} data here are a subset: the accelerometer files of "
+                + " and ".join(f"{have:,} of {total:,} {p}" for p, (have, total) in counts.items())
+                + f" subjects ({both:,} with both), so {label} numbers differ from the full archive's.")
+    n = len(mhealth.SUBJECTS)
+    have = n - len(mhealth.check_complete(root, subset_ok=True))
+    if have == n:
+        return f"The {label} data here are the full archive: the logs of all {n} subjects."
+    return (f"The {label} data here are a subset: the logs of {have} of {n} subjects, so {label} numbers "
+            "differ from the full archive's.")
 
 
 def _register_table_formatter() -> None:
@@ -270,5 +329,6 @@ def grid_when_present(name: str, mode: str | ModeSettings | None = None, root: P
     if missing:
         print(f"{name} runs skipped: " + "; ".join(missing.values()))
         return None
-    run_experiment(path, mode=getattr(mode, "name", mode))
+    # the runner's bar over runs follows the same switch as the engine's (SMOOTHDISTILL_PROGRESS)
+    run_experiment(path, mode=getattr(mode, "name", mode), progress=show_progress())
     return load_experiment(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -309,9 +310,19 @@ def to_markdown(t: pd.DataFrame, digits: int = 2) -> str:
     return f.to_markdown(index=False, disable_numparse=True)  # keep format_table's strings
 
 
-#: the wrapper of every table the book shows: a wide table scrolls inside the content column
-#: instead of running off it; header cells wrap
+#: the wrapper of every table the book shows. Tables are made to fit the content column (number
+#: formats below, book/_css/book.css, checked by tools/check_html.py); the scroll bar is only a last
+#: resort for a table the check would fail anyway
 TABLE_STYLE = "overflow-x:auto;max-width:100%;font-size:0.85em"
+#: at most this many significant digits before the decimals run out: 1,000 (not 1,000.000), 33.33, 0.756
+SIGNIFICANT = 4
+NBSP, WBR = "\u00a0", "\u200b"  # WBR: a placeholder, written as <wbr> into the HTML
+# a cell that is one number or a number with its interval / spread: "93.1 ± 0.4", "0.67 (0.09–0.99)"
+_NUMERIC_TEXT = re.compile(r"^[\s\d.,±%()+\-−–×e]*\d[\s\d.,±%()+\-−–×e]*$")
+# a token this long (URL, path, long snake_case name) gets break hints (21: longer than any method name)
+_LONG_TOKEN = re.compile(r"\S{21,}")
+#: a row label (an index value) this short stays on one line
+SHORT_LABEL = 16
 
 
 def display_frame(t: pd.DataFrame) -> pd.DataFrame:
@@ -320,8 +331,11 @@ def display_frame(t: pd.DataFrame) -> pd.DataFrame:
     Index levels become ordinary columns (no extra index-name header row; a plain 0..n-1 index
     is dropped); "mean/sd/n" tables go through :func:`format_table`; in other numeric columns
     integers (also integer floats such as ``305.0``) show as integers with thousands separators,
-    other floats with the decimals the column was rounded to (at most 4) and separators; missing
-    values show as ``–``. Strings are never cut.
+    other floats with the decimals the column was rounded to, at most 4 significant digits'
+    worth (:data:`SIGNIFICANT`: ``1,000`` and ``33``, not ``1,000.000`` and ``33.333``) and
+    separators; columns with the same name under different groups (a quantity shown twice, e.g.
+    p-values without and with a correction) share one format, so ``1`` never stands next to
+    ``1.000``; missing values show as ``–``. Strings are never cut.
     """
     if isinstance(t.columns, pd.MultiIndex) and t.columns.names[-1] == "stat":
         t = format_table(t)
@@ -342,24 +356,41 @@ def display_frame(t: pd.DataFrame) -> pd.DataFrame:
         out.columns = pd.MultiIndex.from_tuples(
             [tuple(f"task {x}" if n == "task" and isinstance(x, int | np.integer) else x for n, x in zip(names, c, strict=True))
              for c in out.columns])
+    numeric = [c for c in out.columns
+               if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c])]
+    decimals = {c: _column_decimals(out[c]) for c in numeric}
+    leaf = {c: c[-1] if isinstance(c, tuple) else c for c in numeric}
+    for c in numeric:  # one format per quantity: the same leaf name under several groups
+        same = [d for d in numeric if leaf[d] == leaf[c]]
+        if len(same) > 1 and not all(pd.api.types.is_integer_dtype(out[d]) for d in same):
+            decimals[c] = max(decimals[d] for d in same)
     for c in out.columns:
         col = out[c]
         if pd.api.types.is_bool_dtype(col):
             out[c] = col.map({True: "yes", False: "no"}).astype(object)
-        elif pd.api.types.is_numeric_dtype(col):
-            out[c] = _column_strings(col)
+        elif c in decimals:
+            out[c] = _column_strings(col, decimals[c])
         else:
             out[c] = col.map(lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
     return out
 
 
-def _column_strings(col: pd.Series) -> pd.Series:
+def _column_decimals(col: pd.Series) -> int:
+    """Decimals of one numeric column: what its values need (at most 4), and no more than
+    :data:`SIGNIFICANT` digits for its largest value allow."""
     vals = pd.to_numeric(col, errors="coerce").astype(float)
-    finite = vals[np.isfinite(vals)]
+    finite = vals[np.isfinite(vals) & ((vals == 0) | (vals.abs() >= 1e-3))]  # tiny values: 2 significant digits
     if finite.empty:
-        decimals = 0
-    else:
-        decimals = max(_decimals(v) for v in finite)
+        return 0
+    need = max(_decimals(v) for v in finite)
+    digits = len(str(int(finite.abs().max())))  # before the decimal point
+    return min(need, max(0, SIGNIFICANT - digits))
+
+
+def _column_strings(col: pd.Series, decimals: int | None = None) -> pd.Series:
+    vals = pd.to_numeric(col, errors="coerce").astype(float)
+    if decimals is None:
+        decimals = _column_decimals(col)
 
     def fmt(v: float) -> str:
         if not np.isfinite(v):
@@ -379,15 +410,38 @@ def _decimals(v: float, most: int = 4) -> int:
     return most
 
 
+def _fit_text(v, label: bool = False):
+    """A cell's text laid out for a narrow column: numbers (and number-with-interval texts such as
+    ``93.1 ± 0.4``) and, with ``label``, short labels never break (no-break spaces); a long token
+    (a URL, a path, a long snake_case name) may break after ``_ / + . & = ?`` (``<wbr>``, written
+    into the HTML by :func:`to_html`). Shorter names stay whole: ``smooth_distill`` is one word."""
+    if not isinstance(v, str):
+        return v
+    if _NUMERIC_TEXT.match(v) or (label and len(v) <= SHORT_LABEL):
+        v = v.replace(" ", NBSP)
+    return _LONG_TOKEN.sub(lambda m: re.sub(r"(?<=[_/+.&=?])(?=\w)", WBR, m.group(0)), v)
+
+
 def to_html(t: pd.DataFrame) -> str:
-    """HTML of :func:`display_frame` ``(t)`` inside a scrolling wrapper (:data:`TABLE_STYLE`).
+    """HTML of :func:`display_frame` ``(t)`` inside a wrapper (:data:`TABLE_STYLE`), laid out to fit
+    the book's content column: see :func:`_fit_text` (the width is checked on the built pages by
+    ``tools/check_html.py``; the CSS is ``book/_css/book.css``).
 
     ``nb.setup`` makes this the HTML form of every DataFrame a chapter displays.
     """
     f = display_frame(t)
+    labels = [c for c in f.columns[: max(1, t.index.nlevels)]
+              if not (isinstance(t.index, pd.RangeIndex) and t.index.name is None)]
+    for c in f.columns:
+        f[c] = f[c].map(lambda v, lab=c in labels: _fit_text(v, label=lab))
+    # headers wrap between words (book.css), so they get the break hints but no no-break spaces
+    if isinstance(f.columns, pd.MultiIndex):
+        f.columns = pd.MultiIndex.from_tuples([tuple(_fit_text(x) for x in c) for c in f.columns])
+    else:
+        f.columns = [_fit_text(c) for c in f.columns]
     with pd.option_context("display.max_colwidth", None):
         body = f.to_html(index=False, na_rep="–", border=0, classes="dataframe sd-table", escape=True)
-    return f'<div style="{TABLE_STYLE}">{body}</div>'
+    return f'<div style="{TABLE_STYLE}">{body.replace(WBR, "<wbr>")}</div>'
 
 
 def _labels(columns: pd.Index, sep: str = " ") -> list[str]:

@@ -65,6 +65,7 @@ from tqdm.auto import tqdm
 
 from smoothdistill_lib import amp, compute
 from smoothdistill_lib import engine as E
+from smoothdistill_lib.config import show_progress
 from smoothdistill_lib.ema import EMATeacher
 from smoothdistill_lib.experiment import prepare_for, run_inputs
 from smoothdistill_lib.fileio import canonical_json
@@ -342,7 +343,7 @@ def _fit_stack(data_t, fits, vals, tests, cfgs, build, n_classes, device, progre
     R, shape = len(cfgs), (X.shape[2], X.shape[3])  # (channels, length) of a window
     stages = 2 if method.stage1 else 1
     bar = tqdm(total=cfg.epochs * stages, desc=f"{cfg.method} x{R} stacked", unit="epoch", leave=True,
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+               disable=not show_progress(progress), file=sys.stderr, dynamic_ncols=True)  # fmt: skip
     gens = [torch.Generator().manual_seed(c.seed) for c in cfgs]  # CPU generators, as engine.fit
     rng = [None] * R
 
@@ -434,6 +435,8 @@ def fit_stacked(data, runs: Sequence[tuple], progress: bool = True, *, build=Non
         if not isinstance(c, E.TrainConfig):
             raise ValueError(f"fit_stacked: each run's config must be a TrainConfig, got {type(c).__name__}")
     _same_but_seed(cfgs)
+    if build is None:  # as engine.fit: windows in the layout the model is fed, else one line
+        E.check_layout(data, cfgs[0].model, who="fit_stacked")
     method = get_method(cfgs[0].method)
     device = E.resolve_device(cfgs[0].device)
     if compile and device.type != "cuda":

@@ -47,6 +47,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from smoothdistill_lib import config
+from smoothdistill_lib.errors import warn_incomplete
 from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
 
 ACTIVITY_CODES = "ABCDEFGHIJKLMOPQRS"  # A..S without N, as in activity_key.txt
@@ -253,9 +255,7 @@ def wisdm_reference(accel_only: bool = True) -> pd.DataFrame:
 def cache_dir(root: Path | str | None = None) -> Path:
     """Where parsed copies of WISDM files are cached: ``config.cache_dir()/wisdm`` (``root`` is
     accepted for compatibility and ignored: entries are keyed by each source file's path)."""
-    from smoothdistill_lib.config import cache_dir as base
-
-    return base() / "wisdm"
+    return config.cache_dir() / "wisdm"
 
 
 def _cache_path(cdir: Path, src: Path, placement: str) -> Path:
@@ -333,22 +333,29 @@ def missing_files(root: Path | str, placements=PLACEMENT_NAMES) -> dict[str, lis
     return out
 
 
+def file_counts(root: Path | str, placements=PLACEMENT_NAMES) -> dict[str, tuple[int, int]]:
+    """Per placement, (documented accel files present under ``root``, documented accel files)."""
+    ref = wisdm_reference(accel_only=True)
+    missing = missing_files(root, placements)
+    total = {p: int(ref.relpath.str.startswith(f"raw/{p}/accel/").sum()) for p in placements}
+    return {p: (total[p] - len(missing[p]), total[p]) for p in placements}
+
+
 def check_complete(root: Path | str, placements=PLACEMENT_NAMES, *, subset_ok: bool | None = None,
                    stacklevel: int = 3) -> dict[str, list[str]]:
     """Warn (one line, ``IncompleteDataWarning``) when ``root`` lacks documented accel files for
     ``placements``, naming counts and a few files; silent when ``subset_ok`` or
     ``$SMOOTHDISTILL_ALLOW_SUBSET`` opts in. Returns :func:`missing_files`."""
-    from smoothdistill_lib.errors import warn_incomplete
-
     missing = missing_files(root, placements)
     if any(missing.values()):
-        ref = wisdm_reference(accel_only=True)
-        total = {p: int(ref.relpath.str.startswith(f"raw/{p}/accel/").sum()) for p in placements}
-        counts = ", ".join(f"{total[p] - len(missing[p])} of {total[p]} {p}" for p in placements)
+        counts = ", ".join(f"{have} of {total} {p}" for p, (have, total) in file_counts(root, placements).items())
         names = [n for p in placements for n in missing[p]]
+        # no folder path: the message is printed into chapters, and a machine's path means nothing
+        # to a reader (`datasets` names the folder)
         warn_incomplete(
-            f"WISDM folder {dataset_dir(root)} is incomplete: it holds {counts} accel files "
-            f"({len(names)} missing, e.g. {', '.join(names[:3])})",
+            f"WISDM is incomplete here: its folder holds {counts} accel files "
+            f"({len(names)} missing, e.g. {', '.join(names[:3])}; `python -m smoothdistill_lib datasets` "
+            "shows the folder)",
             subset_ok, stacklevel=stacklevel + 1,
         )
     return missing

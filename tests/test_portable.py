@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
+
+from smoothdistill_lib import report
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -184,3 +188,83 @@ def test_html_check_flags_missing_numbers_cut_cells_and_bad_alt_text(tmp_path):
     assert check_html.main([str(tmp_path)]) == 1
     (tmp_path / "bad.html").unlink()
     assert check_html.main([str(tmp_path)]) == 0
+
+
+# ---- tables fit the content column (tools/check_html.py: table_width, wide_tables) -------------------
+
+def _frame_html(columns: list[str], rows: list[list[str]], index_name: str = "method") -> str:
+    head = "".join(f"<th>{c}</th>" for c in [index_name, *columns])
+    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<div><table class="dataframe sd-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def test_width_check_fails_a_wide_table_and_passes_a_narrow_one(tmp_path):
+    narrow = _frame_html(["task 1 test accuracy (%)", "task 2 test accuracy (%)", "n"],
+                         [["smooth_distill", "93.1 ± 0.4", "88.0 ± 1.2", "3"], ["multitask", "92.0 ± 0.5", "87.1 ± 0.9", "3"]])
+    # 19 columns of counts (an activity-by-split table shown transposed): about 1,000 px even at 11 px
+    wide = _frame_html([f"activity_{k}" for k in range(18)] + ["total"],
+                       [["train", *["3,005"] * 18, "54,236"], ["test", *["755"] * 18, "13,560"]], index_name="")
+    (tmp_path / "page.html").write_text(f"<p>text</p>{narrow}<p>more</p>{wide}")
+    found = check_html.wide_tables(tmp_path / "page.html")
+    assert len(found) == 1 and found[0].startswith("table 1 is about ") and "wider than the 676 px column" in found[0]
+    assert 900 < int(found[0].split("about ")[1].split(" px")[0]) < 1300
+    assert check_html.main([str(tmp_path)]) == 1
+    (tmp_path / "page.html").write_text(narrow)
+    assert check_html.wide_tables(tmp_path / "page.html") == [] and check_html.main([str(tmp_path)]) == 0
+
+
+def test_width_estimate_follows_the_book_css():
+    table = check_html.tables_of(_frame_html(["a"], [["x", "1"]]))[0]
+    assert check_html.table_font_px(table) == (13.6, 10.0)
+    many = check_html.tables_of(_frame_html([str(k) for k in range(10)], [["x", *["1"] * 10]]))[0]
+    assert check_html.table_font_px(many)[0] == 11.0  # 11 cells in a row
+    prose = check_html.tables_of("<table class='table'><tr><th>a</th></tr></table>")[0]
+    assert check_html.table_font_px(prose) == (16.0, 17.0)
+    # one line per number: a no-break space never breaks, a plain one may
+    assert check_html.wrapped_px("93.1\u00a0±\u00a00.4", 13.6) == pytest.approx(check_html.text_px("93.1 ± 0.4", 13.6))
+    assert check_html.wrapped_px("93.1 ± 0.4", 13.6) < check_html.text_px("93.1 ± 0.4", 13.6)
+    # headers wrap at spaces and inside snake_case names; body cells only at spaces, hyphens and <wbr>
+    assert check_html.wrapped_px("same_moment_other_placement", 13.6, header=True) < \
+        0.5 * check_html.text_px("same_moment_other_placement", 13.6, bold=True)
+    assert check_html.wrapped_px("same_moment_other_placement", 13.6) == \
+        pytest.approx(check_html.text_px("same_moment_other_placement", 13.6))
+    url = check_html.tables_of("<table class='dataframe'><tr><td>https://<wbr>archive.<wbr>ics.<wbr>uci.<wbr>edu/<wbr>"
+                               "static/<wbr>public/<wbr>507/<wbr>wisdm+<wbr>smartphone.zip</td></tr></table>")[0]
+    unbroken = check_html.tables_of("<table class='dataframe'><tr><td>https://archive.ics.uci.edu/static/public/507/"
+                                    "wisdm+smartphone.zip</td></tr></table>")[0]
+    assert check_html.table_width(url) < 200 < 400 < check_html.table_width(unbroken)  # wraps at its <wbr>s
+    # a label wraps onto at most 3 lines, other text onto 8
+    label = "a long row label that would otherwise wrap onto many lines"
+    assert check_html.wrapped_px(label, 13.6, max_lines=3) > 2 * check_html.wrapped_px(label, 13.6, max_lines=8)
+
+
+def test_width_estimate_handles_spans():
+    # a header spanning two columns widens them only where it is wider than both together
+    spans = ("<table class='dataframe'><tr><th colspan='2'>a very long group header over two columns</th></tr>"
+             "<tr><td>1</td><td>2</td></tr></table>")
+    one_cell = "<table class='dataframe'><tr><th>a very long group header over two columns</th></tr></table>"
+    w_span = check_html.table_width(check_html.tables_of(spans)[0])
+    w_one = check_html.table_width(check_html.tables_of(one_cell)[0])
+    assert w_span == pytest.approx(w_one)
+    # a row label spanning two rows (pandas Styler) keeps the cells of the next row in their columns
+    styler = ("<table id='T_x'><tr><th rowspan='2'>sleepsim</th><th>paper</th><td>1</td></tr>"
+              "<tr><th>subject</th><td>2</td></tr></table>")
+    rows = check_html.tables_of(styler)[0]["rows"]
+    assert len(rows) == 2 and check_html.table_width(check_html.tables_of(styler)[0]) < 200
+
+
+def test_the_table_formatter_lays_out_a_wide_p_value_matrix_to_fit():
+    """report.to_html's number formats and the CSS tiers together: five methods' p-values with and
+    without Holm's correction (11 cells a row: 11 px type, 3 px padding; one format, 0.756 and 1.000)
+    fit the column."""
+    methods = ["singletask", "multitask", "sd_dropout", "born_again", "smooth_distill"]
+    cols = pd.MultiIndex.from_tuples([(g, m) for g in ("paired t-test (the paper's)", "paired t-test + Holm")
+                                      for m in methods])
+    values = np.full((5, 10), 1.0)  # Holm's adjusted p-values are all 1 here
+    p = np.array([0.7559, 0.9183, 0.7938, 0.2587, 0.5432, 0.7072, 0.2827, 0.5736, 0.1820, 0.1407])
+    values[:, :5][np.triu_indices(5, 1)] = p
+    values[:, :5][np.tril_indices(5, -1)] = values[:, :5].T[np.tril_indices(5, -1)]
+    t = pd.DataFrame(values, index=pd.Index(methods, name="method"), columns=cols)
+    html = report.to_html(t)
+    assert "<td>1.000</td>" in html and "<td>0.756</td>" in html and "<td>1</td>" not in html
+    assert check_html.table_width(check_html.tables_of(html)[0]) <= check_html.COLUMN_PX

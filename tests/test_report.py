@@ -415,7 +415,7 @@ def test_display_frame_integers_separators_no_truncation_no_index_row():
     f = report.display_frame(t)
     assert list(f.columns) == ["method", "windows", "ratio", "note", "ok"]  # the index is a column
     assert list(f["windows"]) == ["305", "3,587,343"]
-    assert list(f["ratio"]) == ["1.2346", "–"] and list(f["ok"]) == ["yes", "no"]
+    assert list(f["ratio"]) == ["1.235", "–"] and list(f["ok"]) == ["yes", "no"]  # 4 significant digits
     html = report.to_html(t)
     assert long_text.strip() in html and "..." not in html
     assert html.count("<tr") == 3 and "<th>method</th>" in html  # one header row, no index-name row
@@ -423,11 +423,41 @@ def test_display_frame_integers_separators_no_truncation_no_index_row():
     rounded = report.display_frame(pd.DataFrame({"acc": [61.25, 60.5]}).round(1))
     assert list(rounded["acc"]) == ["61.2", "60.5"]  # the decimals the column was rounded to
     tiny = report.display_frame(pd.DataFrame({"p": [0.249, 0.00012]}))
-    assert list(tiny["p"]) == ["0.2490", "0.00012"]
+    assert list(tiny["p"]) == ["0.249", "0.00012"]  # a tiny value does not add decimals to the others
     named_columns = pd.DataFrame([[98.5, 98.1]], index=pd.Index(["accuracy"], name="metric"),
                                  columns=pd.Index(["up", "up_right"], name="class"))
     html_named = report.to_html(named_columns)
     assert "<th>class</th>" not in html_named and html_named.count("<th>") == 3  # metric, up, up_right
+
+
+def test_one_number_format_per_quantity():
+    # no "1,000.000": the largest value's digits leave no room for decimals
+    h = pd.DataFrame({"horizon (steps)": [1000.0, 33.333], "horizon (epochs)": [25.0, 0.8333]})
+    f = report.display_frame(h)
+    assert list(f["horizon (steps)"]) == ["1,000", "33"] and list(f["horizon (epochs)"]) == ["25.00", "0.83"]
+    # no "1" next to "1.000": a quantity shown under two groups (p-values, then Holm-adjusted) has one format
+    cols = pd.MultiIndex.from_tuples([(g, m) for g in ("paired t-test", "+ Holm") for m in ("multitask", "smooth_distill")])
+    p = pd.DataFrame([[1.0, 0.7559, 1.0, 1.0], [0.7559, 1.0, 1.0, 1.0]], columns=cols,
+                     index=pd.Index(["multitask", "smooth_distill"], name="method"))
+    f = report.display_frame(p)
+    assert f.iloc[0].tolist() == ["multitask", "1.000", "0.756", "1.000", "1.000"]
+    # counts stay integers even beside floats of the same name
+    n = pd.DataFrame({("a", "n"): [3, 4], ("b", "n"): [5, 6], ("a", "x"): [0.5, 1.0]})
+    assert report.display_frame(n)[("a", "n")].tolist() == ["3", "4"]
+
+
+def test_to_html_keeps_numbers_and_short_labels_whole_and_lets_names_break():
+    t = pd.DataFrame({"test accuracy": ["86.67 ± 2.12", "0.67 (0.09–0.99)"],
+                      "source": ["https://archive.ics.uci.edu/static/public/507/wisdm+smartphone.zip", "x"],
+                      "same_moment_other_placement": ["1.0%", "2.0%"]},
+                     index=pd.Index(["smooth_distill", "a = 0.97 (demo)"], name="method"))
+    html = report.to_html(t)
+    assert "86.67\u00a0±\u00a02.12" in html and "0.67\u00a0(0.09–0.99)" in html  # numbers never break
+    assert "<td>a\u00a0=\u00a00.97\u00a0(demo)</td>" in html  # a short row label stays on one line
+    assert "<td>smooth_distill</td>" in html  # a name as short as a method's stays one word
+    assert "<th>same_<wbr>moment_<wbr>other_<wbr>placement</th>" in html  # a long one breaks after "_"
+    assert "https://<wbr>archive.<wbr>ics." in html and "wisdm+<wbr>smartphone." in html
+    assert "<th>test accuracy</th>" in html  # headers wrap between words
 
 
 def test_to_html_multiindex_columns_have_no_level_name_column():

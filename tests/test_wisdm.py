@@ -293,7 +293,7 @@ def test_incomplete_folder_warns_once_in_one_line_naming_counts_and_files(tmp_pa
         wisdm.load(tmp_path, cache=False)
     assert len(w) == 1
     msg = str(w[0].message)
-    assert "\n" not in msg and str(tmp_path / "wisdm-dataset") in msg
+    assert "\n" not in msg and str(tmp_path) not in msg and msg.startswith("WISDM is incomplete here")  # no path
     assert "0 of 51 phone, 2 of 51 watch accel files (100 missing" in msg
     assert "data_1600_accel_phone.txt" in msg and "SMOOTHDISTILL_ALLOW_SUBSET=1" in msg
     assert wisdm.missing_files(tmp_path)["watch"][:2] == ["data_1602_accel_watch.txt", "data_1603_accel_watch.txt"]

@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --data {args.data} is not a folder", file=sys.stderr)
         return 2
     os.environ["SMOOTHDISTILL_MODE"] = args.mode
+    os.environ["SMOOTHDISTILL_PROGRESS"] = "0"  # no progress bar is stored in a chapter (config.show_progress)
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     if args.data is not None:
         os.environ["SMOOTHDISTILL_DATA"] = str(args.data.resolve())
@@ -153,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                                 device_name=_device_name(), threads=torch.get_num_threads(),
                                 load_average=round((load_before + _load_average()) / 2, 2))
         print(f"{chapter}: recorded in {args.timings}")
-    elif not args.no_record:
-        nbhelpers.record_timing(chapter, args.mode, _device(), seconds, device_name=_device_name())
+    elif not args.no_record:  # the load too, so a table can tell a quiet run from a loaded one
+        nbhelpers.record_timing(chapter, args.mode, _device(), seconds, device_name=_device_name(),
+                                threads=torch.get_num_threads(),
+                                load_average=round((load_before + _load_average()) / 2, 2))
         n = _refresh_timing_cells(notebook, path.parent, args.timeout)
         if n:
             print(f"{chapter}: refreshed {n} '{TIMINGS_TAG}' cell(s)")
