@@ -511,9 +511,7 @@ def _run_id(identity: dict) -> str:
 def _teacher(prep, fit_idx, val_idx, test_idx, model: str, mode, seed: int):
     """The Smooth-Distill EMA teacher of this split and fold (trained once, then loaded from checkpoints/)."""
 
-    cfg = TrainConfig(method="smooth_distill", model=model, seed=seed, epochs=mode.epochs,
-                      batch_size=mode.batch_size, ema_decay=mode.ema_decay, min_steps=mode.min_steps,
-                      device="cpu")  # fmt: skip
+    cfg = TrainConfig.for_mode(mode, method="smooth_distill", model=model, seed=seed, device="cpu")
     layout = build_model(model, (2, 2)).layout
     data = prep.windows
     if layout != "axes":  # the faithful MTL-net is trained on the authors' layout
@@ -661,6 +659,24 @@ def run_ablation(path: str | Path | Ablation, mode: str | None = None, results: 
     return records
 
 
+def read_records(path: str | Path | Ablation, mode: str | None = None, results: str | Path | None = None) -> list[dict]:
+    """The committed records of the ablation ``path`` in ``mode`` (``results/<name>/runs``), without
+    training anything or touching data: what a chapter shows first. Only the grid's datasets and
+    protocols of that mode; sorted by dataset, protocol, student, combination, seed."""
+    abl = (load_ablation(path) if not isinstance(path, Ablation) else path).for_mode(get_mode(mode).name)
+    runs_dir = Path(results or results_dir()) / abl.name / "runs"
+    out = []
+    for f in sorted(runs_dir.glob("*.json")):
+        rec = json.loads(f.read_text())
+        s = rec.get("spec", {})
+        if (s.get("mode", {}).get("name") == get_mode(mode).name and s.get("dataset") in abl.datasets
+                and s.get("protocol") in abl.protocols):
+            out.append(rec)
+    key = lambda r: (r["spec"]["dataset"], r["spec"]["protocol"], r["spec"]["student"],  # noqa: E731
+                     r["spec"].get("combination") or "", r["spec"].get("config", {}).get("seed", 0))
+    return sorted(out, key=key)
+
+
 def _name(spec: dict) -> str:
     return "MTL-net teacher" if spec["student"] == "teacher" else f"{spec['student']} ({spec['combination']})"
 
@@ -743,7 +759,7 @@ def ablation_table(records: Sequence[dict]) -> pd.DataFrame:
 
 __all__ = [
     "COMBINATIONS", "LEVELS", "Ablation", "DistillHeads", "HopfieldLayer", "SMLDistConfig", "StudentResult",
-    "ablation_table", "chosen_on_validation", "conditional_target", "int8_change", "deployment_table", "load_teacher", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
+    "ablation_table", "chosen_on_validation", "read_records", "conditional_target", "int8_change", "deployment_table", "load_teacher", "fit_student", "hopfield_update", "load_ablation", "logits_loss",
     "match_length", "memory_loss", "run_ablation", "stage_loss", "stage_pairs", "teacher_outputs",
     "teacher_targets",
 ]  # fmt: skip

@@ -353,3 +353,17 @@ def test_the_deployed_student_is_chosen_on_validation_not_test():
     pick = smldist.chosen_on_validation(recs).loc[("wisdm", "paper")]
     assert pick["model"] == "mobilenet_v3s (all)" and pick["seeds"] == 3 and pick["val acc"] == pytest.approx(61.0)
     assert pick["test acc int8"] == 40 and pick["kB int8"] == 60
+
+
+def test_read_records_reads_a_modes_committed_records_without_data(tmp_path):
+    abl = smldist.Ablation(name="abl", datasets=["wisdm"], protocols=["paper"])
+    runs = tmp_path / "abl" / "runs"
+    runs.mkdir(parents=True)
+    for i, (mode, ds, seed) in enumerate([("demo", "wisdm", 1), ("demo", "wisdm", 0), ("quick", "wisdm", 0),
+                                          ("demo", "sleepsim", 0)]):
+        spec = {"dataset": ds, "protocol": "paper", "mode": {"name": mode}, "student": "small_cnn",
+                "combination": "none", "config": {"seed": seed}}
+        (runs / f"r{i}.json").write_text(json.dumps({"run_id": f"r{i}", "spec": spec}))
+    got = smldist.read_records(abl, "demo", results=tmp_path)
+    assert [(r["run_id"], r["spec"]["config"]["seed"]) for r in got] == [("r1", 0), ("r0", 1)]
+    assert smldist.read_records(abl, "full", results=tmp_path) == []
