@@ -30,7 +30,7 @@ from pathlib import Path
 NEEDED = ("torch", "numpy", "pandas", "scipy", "sklearn", "matplotlib", "seaborn", "tqdm", "yaml")
 #: modules of the library's optional extras (pyproject ``[project.optional-dependencies]``)
 EXTRA_MODULES = {"widgets": ("ipywidgets",), "fast": ("pyarrow",), "gpu": ("pynvml",),
-                 "deploy": ("onnx", "onnxruntime", "onnxscript", "onnx_ir")}
+                 "deploy": ("onnx", "onnxruntime", "onnxscript", "onnx_ir"), "grading": ("otter",)}
 #: files that make a folder a checkout of the book
 MARKERS = ("_toc.yml", "smoothdistill_lib", "book")
 #: the student edition's folder (tools/make_student_edition.py); its notebooks also run from book/

@@ -7,6 +7,13 @@ markdown. :func:`student_edition` derives the notebook students get: solutions a
 removed, stubs and checks with cleared outputs, everything else the same; ``tools/make_student_edition.py``
 writes it to ``student/`` and ``tests/test_course.py`` fails when ``student/`` is out of date.
 
+Tags are read case-insensitively (``Solution`` and ``solutions`` are the solution tag too: a variant
+spelling must never let a solution through), every exercise must have its three cells
+(:func:`exercise_groups`, else ``ValueError``), and anything that looks like a solution outside
+these markers (a ``# BEGIN SOLUTION`` or ``# Solution`` comment in a code cell, a "Solution" heading
+in markdown, a tag that mentions a solution or an answer, an untagged cell whose id says solution)
+is refused rather than copied into the student edition.
+
 The instructor guide (``book/instructor_guide.ipynb``) reads each chapter's learning goals
 (:func:`learning_goals`), exercises (:func:`exercise_list`), the chapters it links to
 (:func:`chapter_links`), whether it has GPU cells (:func:`gpu_cells`), and builds the Colab links of
@@ -23,8 +30,8 @@ import nbformat
 import yaml
 
 __all__ = ["STUDENT_DIR", "SOLUTION_TAG", "STUB_TAG", "CHECK_TAG", "student_edition", "student_text",
-           "learning_goals", "exercise_list", "prerequisites", "gpu_cells", "repository_url", "colab_url",
-           "chapters"]
+           "learning_goals", "exercise_list", "exercise_groups", "role", "session_use", "read_chapter", "prerequisites", "gpu_cells",
+           "repository_url", "colab_url", "chapters"]
 
 #: where the student edition lives, beside book/
 STUDENT_DIR = "student"
@@ -58,19 +65,99 @@ def _tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
 
+#: the tags of each exercise role, lower case (tags are compared case-insensitively)
+_ROLE_TAGS = {"stub": {STUB_TAG}, "solution": {SOLUTION_TAG, SOLUTION_TAG + "s"}, "check": {CHECK_TAG}}
+#: a tag that mentions a solution or an answer but is none of the role tags: ambiguous, so refused
+_SOLUTION_WORD = re.compile(r"solution|answer", re.I)
+# solution-like text outside the known markers: a "# Solution" / "# BEGIN SOLUTION" comment line in a
+# code cell; a markdown line that is only a "Solution"/"Answer" heading or bold label; HTML marked solution
+_SOLUTION_COMMENT = re.compile(r"^\s*#+\s*(?:BEGIN\s+|END\s+)?(?:SOLUTIONS?|ANSWERS?)\b", re.I | re.M)
+_SOLUTION_HEADING = re.compile(r"^\s*(?:#{1,6}\s*|\*\*|__)?\s*(?:Solutions?|Answers?)\s*[:.]?\s*(?:\*\*|__)?\s*[:.]?\s*$",
+                               re.I | re.M)
+_SOLUTION_HTML = re.compile(r"<summary\b|class\s*=\s*[\"'][^\"']*solution", re.I)
+_EXERCISE_ID = re.compile(r"^\d\d\.\d+$")
+
+
+def role(cell) -> str | None:
+    """The exercise role of ``cell`` from its tags, case-insensitively: ``"stub"``, ``"solution"``,
+    ``"check"`` or None. ``ValueError`` for a cell with two roles or with a tag that mentions a solution
+    or an answer without being one of the role tags (``hide-solution``, ``answer``): either would let
+    a solution through or drop a stub, so the student edition refuses to guess."""
+    tags = {str(t).strip().lower() for t in _tags(cell)}
+    roles = [r for r, names in _ROLE_TAGS.items() if tags & names]
+    odd = sorted(t for t in tags if _SOLUTION_WORD.search(t) and not any(t in names for names in _ROLE_TAGS.values()))
+    where = f"cell {cell.get('id')}"
+    if odd:
+        raise ValueError(f"{where} has the tag {odd[0]!r}, which mentions a solution but is not one of the "
+                         f"exercise tags ({SOLUTION_TAG}, {STUB_TAG}, {CHECK_TAG})")
+    if len(roles) > 1:
+        raise ValueError(f"{where} is tagged as {' and '.join(roles)} at once")
+    return roles[0] if roles else None
+
+
+def exercise_groups(chapter: nbformat.NotebookNode, source: str = "the chapter") -> dict[str, dict]:
+    """The chapter's self-checking exercises: ``{exercise: {"stub": cell, "solution": cell, "check": cell}}``
+    in chapter order. ``ValueError`` naming ``source`` and the cell for a malformed exercise: a role
+    cell without ``metadata["exercise"]`` (or with an id other than ``NN.K``), a code cell with an
+    ``exercise`` but no role, a role missing or given twice, a check before its stub, or a
+    non-code role cell."""
+    groups: dict[str, dict] = {}
+    for cell in chapter.cells:
+        r, ex = role(cell), cell.get("metadata", {}).get("exercise")
+        where = f"{source}: cell {cell.get('id')}"
+        if r is None:
+            if ex is not None and cell.get("cell_type") == "code":
+                raise ValueError(f"{where} belongs to exercise {ex!r} but has none of the tags {STUB_TAG}, "
+                                 f"{SOLUTION_TAG}, {CHECK_TAG}")
+            continue
+        if cell.get("cell_type") != "code":
+            raise ValueError(f"{where} is tagged {r} but is a {cell.get('cell_type')} cell, not code")
+        if not isinstance(ex, str) or not _EXERCISE_ID.match(ex):
+            raise ValueError(f"{where} is tagged {r} but its metadata 'exercise' is {ex!r}, not an id like '01.1'")
+        group = groups.setdefault(ex, {})
+        if r in group:
+            raise ValueError(f"{where}: exercise {ex} has a second {r} cell")
+        if r == "check" and "stub" not in group:
+            raise ValueError(f"{where}: the check of exercise {ex} comes before its stub")
+        group[r] = cell
+    for ex, group in groups.items():
+        missing = [r for r in _ROLE_TAGS if r not in group]
+        if missing:
+            raise ValueError(f"{source}: exercise {ex} has no {' and no '.join(missing)} cell")
+    return groups
+
+
+def _solution_like(cell) -> str | None:
+    """Why ``cell`` (already stripped of the known solution markers) looks like a solution, or None."""
+    if "solution" in str(cell.get("id", "")).lower():
+        return "its id says solution but it is not tagged solution"
+    text = cell.get("source", "")
+    if cell.get("cell_type") == "code" and _SOLUTION_COMMENT.search(text):
+        return f"it has a solution comment ({_SOLUTION_COMMENT.search(text).group(0).strip()!r})"
+    if cell.get("cell_type") == "markdown":
+        if _SOLUTION_HEADING.search(text):
+            return f"it has a solution heading ({_SOLUTION_HEADING.search(text).group(0).strip()!r})"
+        if _SOLUTION_HTML.search(text):
+            return "it has HTML that marks a solution"
+    return None
+
+
 def student_edition(chapter: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
     """The student edition of ``chapter`` (a notebook; ``source`` names its file, e.g. ``book/01_preface.ipynb``).
 
-    Removes cells tagged ``solution`` and every markdown ``<details>`` solution (a markdown cell left
-    empty goes too); clears outputs and execution counts of the stub and check cells; adds one note
-    after the title saying what this is. Raises ``ValueError`` if any ``<details>`` is left (a solution
-    that does not follow the convention would otherwise leak).
+    Removes cells tagged ``solution`` (any case, or ``solutions``) and every markdown ``<details>``
+    solution (a markdown cell left empty goes too); clears outputs and execution counts of the stub and
+    check cells; adds one note after the title saying what this is. Raises ``ValueError`` (naming
+    ``source`` and the cell) for a malformed exercise (:func:`exercise_groups`), if any ``<details>`` is
+    left, or for anything else that looks like a solution (:func:`role`, ``_solution_like``): a
+    solution that does not follow the convention would otherwise leak.
     """
+    exercise_groups(chapter, source)  # malformed exercises are refused before anything is written
     nb = copy.deepcopy(chapter)
     cells = []
     for cell in nb.cells:
-        tags = _tags(cell)
-        if SOLUTION_TAG in tags:
+        r = role(cell)
+        if r == "solution":
             continue
         if cell.cell_type == "markdown":
             text = _DETAILS.sub("", cell.source)
@@ -80,10 +167,14 @@ def student_edition(chapter: nbformat.NotebookNode, source: str) -> nbformat.Not
             if not text.strip():
                 continue
             cell.source = _relink(text.strip("\n") if text != cell.source else text)
+        why = _solution_like(cell)
+        if why:
+            raise ValueError(f"{source}: cell {cell.get('id')} looks like a solution ({why}); tag it "
+                             f"{SOLUTION_TAG!r} or put it in a '<details><summary>Solution</summary>' block")
         for output in cell.get("outputs", []):  # prose cells' sentences (prose.say) hold links too
             if "text/markdown" in output.get("data", {}):
                 output["data"]["text/markdown"] = _relink(output["data"]["text/markdown"])
-        if cell.cell_type == "code" and (STUB_TAG in tags or CHECK_TAG in tags):
+        if cell.cell_type == "code" and r in ("stub", "check"):
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
     note = nbformat.v4.new_markdown_cell(
@@ -97,10 +188,20 @@ def student_edition(chapter: nbformat.NotebookNode, source: str) -> nbformat.Not
     return nb
 
 
+def read_chapter(path: Path | str) -> nbformat.NotebookNode:
+    """The notebook at ``path``; ``ValueError`` naming the file when it is not a readable notebook (not
+    JSON, or JSON that is no notebook: nbformat raises several unrelated exception types for these)."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except (ValueError, KeyError, TypeError, AttributeError, nbformat.ValidationError) as e:
+        reason = " ".join(str(e).split())[:160]
+        raise ValueError(f"{path}: not a readable notebook ({type(e).__name__}: {reason})") from None
+
+
 def student_text(chapter_path: Path | str, root: Path | str) -> str:
     """The student edition of ``chapter_path`` as the exact text written to ``student/``."""
     chapter_path, root = Path(chapter_path), Path(root)
-    chapter = nbformat.read(chapter_path, as_version=4)
+    chapter = read_chapter(chapter_path)
     source = chapter_path.resolve().relative_to(Path(root).resolve()).as_posix()
     return nbformat.writes(student_edition(chapter, source)) + "\n"
 
@@ -143,11 +244,20 @@ def exercise_list(chapter: nbformat.NotebookNode) -> list[dict]:
                 number, question = item.split(". ", 1)
                 out.append({"number": int(number), "question": question.split("\n")[0].strip(),
                             "self_check": False, "needs_training": trains(item)})
-        elif out and CHECK_TAG in _tags(cell):
+        elif out and role(cell) == "check":
             out[-1]["self_check"] = True
-        elif out and SOLUTION_TAG in _tags(cell):
+        elif out and role(cell) == "solution":
             out[-1]["needs_training"] |= trains(cell.source)
     return out
+
+
+def session_use(exercise: dict) -> str:
+    """Where an exercise of :func:`exercise_list` fits, exactly one of: ``"homework"`` (its solution trains
+    a model: minutes), ``"in class (self-check)"`` or ``"in class (discussion)"``. One answer per
+    exercise, so a table of sessions lists each exercise once."""
+    if exercise["needs_training"]:
+        return "homework"
+    return "in class (self-check)" if exercise["self_check"] else "in class (discussion)"
 
 
 _TRAINS = re.compile(r"\b(run|fit|run_experiment)\(")
