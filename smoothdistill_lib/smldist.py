@@ -537,22 +537,33 @@ def load_teacher(dataset: str, protocol: str = "paper", mode: str | None = None,
     return teacher, prep, (fit_idx, val_idx, test_idx)
 
 
-def deployment_table(records: Sequence[dict]) -> pd.DataFrame:
+def deployment_table(records: Sequence[dict], mean_over_seeds: bool = False) -> pd.DataFrame:
     """One row per exported net and precision (records with ``deployment``): dataset, protocol, model
     (``student/combination`` or ``MTL-net teacher``), precision, parameters, kB on disk, FLOPs per window,
-    latency (ms, batch 1, one thread), test accuracy / macro-F1 of both tasks, max |delta| vs torch."""
+    latency (ms, batch 1, one thread), test accuracy / macro-F1 of both tasks, max |delta| vs torch, and
+    ``val acc task 1``: the fp32 network's validation accuracy (the number to choose a student by).
+    ``mean_over_seeds``: one row per dataset, protocol, model and precision, means over the seeds, with
+    ``seeds``."""
     rows = []
     for r in records:
         s = r["spec"]
         name = "MTL-net teacher" if s["student"] == "teacher" else f"{s['student']} ({s['combination']})"
+        val = (r.get("metrics") or {}).get("val_task1", {}).get("accuracy", np.nan)
         for d in r.get("deployment", []):
             rows.append({"dataset": s["dataset"], "protocol": s["protocol"], "model": name,
                          "precision": d["precision"], "params": d["params"], "kB": d["file_bytes"] / 1000,
                          "kFLOPs": d["flops"] / 1000, "latency ms": d["latency_ms"],
                          "acc task 1": d["acc_task1"], "F1 task 1": d["f1_task1"],
                          "acc task 2": d["acc_task2"], "F1 task 2": d["f1_task2"],
-                         "max |delta|": d["max_abs_diff"]})  # fmt: skip
-    return pd.DataFrame(rows)
+                         "max |delta|": d["max_abs_diff"], "val acc task 1": val})  # fmt: skip
+    df = pd.DataFrame(rows)
+    if not mean_over_seeds or df.empty:
+        return df
+    keys = ["dataset", "protocol", "model", "precision"]
+    out = df.groupby(keys, sort=False).mean(numeric_only=True)
+    out["seeds"] = df.groupby(keys, sort=False).size()
+    out["params"] = out["params"].astype(int)
+    return out.reset_index()
 
 
 def _scores_of(net: nn.Module, w, idx_by_split: dict) -> dict:
