@@ -11,6 +11,12 @@ import os
 # Chapters run by nbval use the smallest run size; the same code path as demo/full.
 os.environ.setdefault("SMOOTHDISTILL_MODE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# One torch/OpenMP thread per process: pytest-xdist runs two workers on CI's two cores and the
+# notebook kernels nbval starts inherit this. With more threads than free cores, torch's and
+# onnxruntime's pools spin against each other: on a loaded 2-core machine the same chapter cell took
+# 5-6x longer (benchmarks/bench_ort_threads.py) and once passed nbval's cell timeout. The committed
+# records were made with one thread too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Only numbered chapters are tests: not the template (book/_template.ipynb), not build output or
 # checkpoints. Globs are relative to this file's folder.

@@ -302,9 +302,11 @@ def fit_or_load(directory: str | os.PathLike, data, fit_idx, val_idx, test_idx, 
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"fit_or_load: config must be an engine.TrainConfig, got {type(config).__name__}")
+    build = fit_kwargs.get("build")
+    if build is None:  # before the cache is read: a run on mismatched windows is never loaded either
+        engine.check_layout(data, config.model, who="fit_or_load")
     if data_options is None:
         data_options = getattr(data, "options", None) or {}
-    build = fit_kwargs.get("build")
     key = {
         "train": config.to_dict(),
         "data": dict(data_options),

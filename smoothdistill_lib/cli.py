@@ -90,6 +90,8 @@ def _subjects(text: str) -> list[int]:
 
 def _device(text: str) -> str:
     """argparse type: a device torch can use here (checked now, not after the data are prepared)."""
+    # imported here on purpose (the data flow would allow the top): engine imports torch, and the
+    # CLI imports only what a subcommand needs, so that --help and argument errors stay fast
     from smoothdistill_lib.engine import resolve_device
 
     try:

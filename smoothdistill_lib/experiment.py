@@ -307,10 +307,8 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
                         for model in experiment.models:
                             for method in experiment.methods:
                                 for lam in (experiment.lams if method in LAM_METHODS else [None]):
-                                    train = _resolve_train(method=method, model=model, epochs=epochs,
-                                                           seed=seed, lam=lam, batch_size=ms.batch_size,
-                                                           ema_decay=ms.ema_decay, min_steps=ms.min_steps,
-                                                           options=experiment.train_options)
+                                    train = _resolve_train(ms, method=method, model=model, epochs=epochs,
+                                                           seed=seed, lam=lam, options=experiment.train_options)
                                     spec = RunSpec(
                                         experiment=experiment.name, dataset=dataset, protocol=protocol,
                                         model=model, method=method, seed=int(seed), fold=int(fold),
@@ -327,14 +325,16 @@ def expand(experiment: Experiment, mode: str | None = None) -> list[RunSpec]:
     return specs
 
 
-def _resolve_train(*, method, model, epochs, seed, lam, batch_size, ema_decay, options, min_steps=None) -> dict:
+def _resolve_train(ms: ModeSettings, *, method, model, epochs, seed, lam, options) -> dict:
     """The full TrainConfig as a JSON-able dict (device left out: it does not change the run).
-    Sizes come from the grid's mode (not ``$SMOOTHDISTILL_MODE``); the config's options may override."""
-    kw = {"batch_size": batch_size, "ema_decay": ema_decay, "min_steps": min_steps, **options,
-          "method": method, "model": model, "epochs": int(epochs), "seed": int(seed)}
+    Sizes come from the grid's mode ``ms`` (``TrainConfig.for_mode``, not ``$SMOOTHDISTILL_MODE``),
+    the mode's ``min_steps`` included even when the config gives ``epochs``; the config's options may
+    override. The values, hence the run ids, are those of the committed records."""
+    kw = {"min_steps": ms.min_steps, **options, "method": method, "model": model, "epochs": int(epochs),
+          "seed": int(seed)}
     if lam is not None:
         kw["lam"] = float(lam)
-    d = jsonable(dataclasses.asdict(TrainConfig(**kw)))
+    d = jsonable(dataclasses.asdict(TrainConfig.for_mode(ms, **kw)))
     d.pop("device", None)
     return d
 

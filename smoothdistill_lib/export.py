@@ -18,10 +18,17 @@ and what a deployment needs to know: parameters, file size, FLOPs, latency, accu
   thread (``intra_op_num_threads = inter_op_num_threads = 1``): the closest a laptop gets to a
   single-core wearable; the absolute numbers are this CPU's.
 - :func:`deployment_report`: all of the above for fp32 and int8, one dict per precision.
+
+Every onnxruntime session made here, and ``quantize_static``'s calibration session, runs with
+:func:`session_options`: no spinning threads, one inter-op thread, and torch's thread count (one
+for latency and logits), so a loaded machine (CI runs two chapters on two cores) is not made slower
+by threads that busy-wait.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import statistics
 import time
 from collections.abc import Sequence
@@ -32,6 +39,7 @@ import torch
 from torch import nn
 
 from smoothdistill_lib.compute import count_flops
+from smoothdistill_lib.engine import predict
 from smoothdistill_lib.metrics import classification_metrics
 from smoothdistill_lib.models import count_parameters
 
@@ -116,15 +124,69 @@ class _quiet_export:
         return self._cm.__exit__(*exc)
 
 
-def session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session of ``path`` running on ``threads`` intra-op and inter-op threads."""
+def session_options(threads: int | None = None):
+    """onnxruntime ``SessionOptions`` for a CPU shared with torch and with other processes:
+    ``threads`` intra-op threads (default: torch's thread count, ``torch.get_num_threads()``), one
+    inter-op thread (sessions run sequentially), and no spinning.
+
+    onnxruntime's defaults are a thread per physical core whose workers spin (busy-wait) for work
+    between operators: in a notebook kernel beside torch's threads, on a machine whose other cores
+    are busy (CI runs two chapters at once on two cores), a spinning worker takes the core a thread
+    of the same computation waits for. ``benchmarks/bench_ort_threads.py`` measures it."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = threads
+    opts.intra_op_num_threads = max(1, int(torch.get_num_threads() if threads is None else threads))
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3  # warnings about unused initialisers etc. are noise here
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return opts
+
+
+def session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session of ``path`` running on ``threads`` intra-op threads
+    (:func:`session_options`: one inter-op thread, no spinning)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+
+
+@contextlib.contextmanager
+def _calibration_sessions(threads: int | None = None):
+    """While active, ``quantize_static``'s calibration session runs with :func:`session_options`.
+
+    ``quantize_static`` takes no ``SessionOptions``: its calibrator builds its session with
+    onnxruntime's defaults (a spinning thread per core) and runs every calibration batch in it. We
+    wrap ``create_calibrator`` where ``quantize_static`` looks it up, and give the calibrator it
+    returns a session of the same (augmented) model with our options and onnxruntime's own
+    "no graph optimisation" setting: the same arithmetic, so the same ranges (tested). Where an
+    onnxruntime version lays this out otherwise, calibration keeps its defaults."""
+    import onnxruntime as ort
+
+    # the module, by its full name: onnxruntime.quantization's `quantize` is a function of that name
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+    original = getattr(ort_quantize, "create_calibrator", None)
+    if original is None:
+        yield
+        return
+
+    def create_calibrator(*args, **kwargs):
+        calibrator = original(*args, **kwargs)
+        path = getattr(calibrator, "augmented_model_path", None)
+        if path is not None and getattr(calibrator, "infer_session", None) is not None:
+            opts = session_options(threads)
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator's own
+            calibrator.infer_session = ort.InferenceSession(
+                str(path), sess_options=opts,
+                providers=getattr(calibrator, "execution_providers", None) or ["CPUExecutionProvider"])
+        return calibrator
+
+    ort_quantize.create_calibrator = create_calibrator
+    try:
+        yield
+    finally:
+        ort_quantize.create_calibrator = original
 
 
 def onnx_logits(path_or_session, X, batch_size: int = 512) -> tuple[np.ndarray, ...]:
@@ -137,8 +199,6 @@ def onnx_logits(path_or_session, X, batch_size: int = 512) -> tuple[np.ndarray, 
 
 def check_onnx(model: nn.Module, path: str | Path, X) -> float:
     """Largest ``|torch logit - onnxruntime logit|`` over every head and window of ``X``."""
-    from smoothdistill_lib.engine import predict
-
     ref = predict(model, X, device="cpu")
     got = onnx_logits(path, X)
     return float(max(np.abs(a - b).max() for a, b in zip(ref, got)))
@@ -168,9 +228,10 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, calibration, bat
     prepped = int8_path.with_name(int8_path.stem + ".pre.onnx")
     try:
         quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=True)
-        quantize_static(str(prepped), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=per_channel)  # fmt: skip
+        with _calibration_sessions():  # torch's thread count, no spinning (see session_options)
+            quantize_static(str(prepped), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=per_channel)  # fmt: skip
     finally:
         prepped.unlink(missing_ok=True)
     compact_names(int8_path)

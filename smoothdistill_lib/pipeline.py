@@ -11,7 +11,11 @@ protocol       stream      label_rule   split         normalise
 
 Any preset choice can be overridden by argument. ``X`` is kept in ONE layout (default ``"axes"``);
 callers feeding the faithful MTL-net (model ``mtlnet``) convert with
-``windows.to_layout(X, "axes", "faithful")`` or ask for ``layout="faithful"`` here.
+``windows.to_layout(X, "axes", "faithful")`` or ask for ``layout=MODELS["mtlnet"].layout`` here.
+``engine.fit`` refuses windows in another layout than its model's (one line saying both).
+
+The mode chosen here (``mode=``) sizes the data; ``Prepared.settings`` hands its sizes on to
+training (``engine.TrainConfig.for_mode(prepared)``), so data and training are sized by one mode.
 
 Normalisation: with ``normalise="standardize"`` a :class:`~smoothdistill_lib.splits.Standardizer`
 is fitted on ``split.train`` only (fit + validation windows of every fold; never a test window)
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from smoothdistill_lib import datasets
-from smoothdistill_lib.config import get_mode
+from smoothdistill_lib.config import ModeSettings, get_mode
 from smoothdistill_lib.errors import MAX_SAMPLES, MAX_SEED, UserError, whole_number_problem
 from smoothdistill_lib.recordings import Recording
 from smoothdistill_lib.splits import (
@@ -65,6 +69,18 @@ class Prepared:
     options: dict  # every choice used (JSON-able): dataset, protocol, mode, seed, stream, ...
     leakage: dict  # splits.leakage(windows, split)
     standardizer: Standardizer  # identity when normalise="none"
+
+    @property
+    def settings(self) -> ModeSettings:
+        """The sizes of the mode these data were prepared in (``options["mode"]``), so that training
+        takes its sizes from the same mode: ``engine.TrainConfig.for_mode(prepared)``."""
+        return get_mode(self.options["mode"])
+
+    @property
+    def layout(self) -> str:
+        """The layout of ``windows.X`` (``"axes"`` or ``"faithful"``; ``models.MODELS[name].layout``
+        says which one a model is fed)."""
+        return self.windows.layout
 
     def summary(self) -> dict:
         """Counts, classes, split sizes and leakage as one JSON-able dict (what CLI ``windows`` prints)."""

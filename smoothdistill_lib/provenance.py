@@ -112,26 +112,31 @@ def provenance(mode=None, data=None, device=None) -> dict:
     }
 
 
-def numeric_environment(device=None) -> dict:
+def numeric_environment(device=None, *, stacked: bool = False) -> dict:
     """What changes a run's numbers in the last digits besides its spec: torch's version, the kind of
-    device, and on a CPU torch's thread count (some CPU kernels reduce in a thread-dependent order).
-    Run records store these in their provenance; the runner refuses to add runs to a grid whose
-    records were made in a different environment (see :func:`environment_conflicts`)."""
+    device, on a CPU torch's thread count (some CPU kernels reduce in a thread-dependent order), and
+    whether the runs are trained replica-stacked (``run --stack``: vmapped kernels reduce in another
+    order, and on a CPU stacked records differed from unstacked ones by up to 2.9 points at the
+    same run id). Run records store these in their provenance; the runner refuses to add runs to a
+    grid whose records were made in a different environment (see :func:`environment_conflicts`)."""
     dev = torch.device(device) if device is not None else torch.device("cpu")
     env = {"torch": torch.__version__, "device": dev.type}
     if dev.type == "cpu":
         env["threads"] = torch.get_num_threads()
+    env["stacked"] = bool(stacked)
     return env
 
 
 def environment_conflicts(records, env: dict) -> dict[str, set]:
     """Which entries of ``env`` (see :func:`numeric_environment`) differ from the provenance of
     ``records``: key -> the set of values found in the records. A record without a key (older
-    records have no ``threads``) does not conflict on it."""
+    records have no ``threads``, and none before ``stacked`` have that) does not conflict on it; a
+    record with ``provenance["stack"]`` (trained in a stack) counts as stacked whatever it says."""
     out: dict[str, set] = {}
     for rec in records:
         prov = rec.get("provenance") or {}
         found = {"torch": prov.get("torch"), "threads": prov.get("threads"),
+                 "stacked": True if prov.get("stack") else prov.get("stacked"),
                  # the record's device is a description such as "cpu: AMD EPYC" or a GPU's name
                  "device": None if not prov.get("device") else
                  ("cpu" if str(prov["device"]).startswith("cpu") else "cuda" if prov.get("cuda") else None)}

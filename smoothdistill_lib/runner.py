@@ -205,8 +205,11 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
             print(line, file=sys.stderr)
         todo = pending if limit is None else pending[:limit]
         summary.pending = len(specs) - summary.done_before - len(todo)
+        # stacked runs are their own numeric environment (stacked and unstacked records of one run id
+        # differed by up to 2.9 points on a CPU); what _bodies will do, recorded in every record
+        stacked = run_fn is None and stacking.enabled(stack, device)
         if todo:  # one grid, one numeric environment: refuse to mix (docs: README, "Run identity")
-            env = provenance.numeric_environment(engine.resolve_device(device))
+            env = provenance.numeric_environment(engine.resolve_device(device), stacked=stacked)
             done = [scan.valid[s.run_id] for s in specs if s.run_id in scan.valid]
             conflicts = provenance.environment_conflicts(done, env)
             if conflicts:
@@ -214,10 +217,12 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                                  for k, v in sorted(conflicts.items()))
                 # count the runs that differ, not every finished one
                 differ = sum(bool(provenance.environment_conflicts([r], env)) for r in done)
+                match = ("run with --stack" if not stacked else "run with --no-stack") if "stacked" in conflicts \
+                    else "e.g. OMP_NUM_THREADS=1"
                 raise EnvironmentMismatch(
                     f"experiment {experiment.name} [{ms.name}]: {differ} of the {len(done)} finished run(s) in "
                     f"{runs_dir} were made in another numeric environment ({what}); adding runs would mix numbers that differ "
-                    "in the last digits. Match it (e.g. OMP_NUM_THREADS=1), or use another results folder "
+                    f"in the last digits. Match it ({match}), or use another results folder "
                     "(SMOOTHDISTILL_RESULTS)")
         commit, dirty = provenance.git_commit()
         if todo and dirty:
@@ -244,7 +249,7 @@ def run_experiment(experiment: Experiment | str | os.PathLike, results_root: str
                     body["networks"] = checkpoints.save_networks(
                         runs_dir, spec.run_id, nets,
                         run={"run_id": spec.run_id, "label": spec.label, "experiment": experiment.name})
-                body["provenance"] = {**(body.get("provenance") or {}), "grid": grid_prov}
+                body["provenance"] = {**(body.get("provenance") or {}), "stacked": stacked, "grid": grid_prov}
                 record = jsonable({"schema": SCHEMA, "run_id": spec.run_id, "spec": spec.to_dict(), **body})
                 validate_record(record, source=f"run {spec.label}")
                 atomic_write_json(runs_dir / f"{spec.run_id}.json", record)
@@ -381,9 +386,10 @@ def backfill_predictions(experiment: Experiment | str | os.PathLike, results_roo
         if conflicts:
             what = "; ".join(f"{k} {', '.join(map(str, sorted(v, key=str)))} in the records, {env[k]} here"
                              for k, v in sorted(conflicts.items()))
+            match = ("a backfill re-runs each record alone, unstacked" if "stacked" in conflicts
+                     else "Match it (e.g. OMP_NUM_THREADS=1)")
             raise EnvironmentMismatch(f"backfill {experiment.name}: the records were made in another numeric "
-                                      f"environment ({what}); a re-run here cannot reproduce them. Match it "
-                                      "(e.g. OMP_NUM_THREADS=1)")
+                                      f"environment ({what}); a re-run here cannot reproduce them. {match}")
         commit, dirty = provenance.git_commit()
         if dirty and require_clean:
             raise DirtyCheckout(f"backfill {experiment.name}: the checkout has uncommitted changes to tracked files "

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.transform import Rotation
 
+from smoothdistill_lib.config import get_mode
 from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
 from smoothdistill_lib.sleep import PLACEMENT_NAMES, POSTURE_ANGLES_DEG, POSTURE_NAMES
 
@@ -244,8 +245,6 @@ def load(root=None, subjects=None, *, mode=None, n_subjects: int | None = None, 
          seed: int = 0, params: SleepSimParams | None = None) -> Recording:
     """:func:`simulate` sized by the run mode (``sleepsim_subjects``, ``sleepsim_seconds``); ``root`` is unused
     (kept so every loader has the same signature). Explicit ``n_subjects``/``seconds`` win over the mode."""
-    from smoothdistill_lib.config import get_mode
-
     m = mode if (mode is not None and not isinstance(mode, str)) else get_mode(mode)
     return simulate(n_subjects if n_subjects is not None else m.sleepsim_subjects,
                     seconds if seconds is not None else m.sleepsim_seconds,

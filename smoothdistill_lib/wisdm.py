@@ -18,8 +18,11 @@ brings every session to one rate (polyphase filter, ``scipy.signal.resample_poly
 Parsing uses pyarrow's CSV reader on the whole file when it is installed (pandas' C parser
 otherwise), and a compact ``.npz`` copy of each parsed file is cached under the user's cache folder
 (``config.cache_dir()/wisdm``, ``$SMOOTHDISTILL_CACHE``), never next to the data: data folders are only
-read. A cache entry is keyed by the source file's resolved path, size and mtime (see
-:func:`_cache_path`), so a second load reads binary arrays only.
+read. A cache entry is keyed by the source file's resolved path, size, mtime and ctime (one
+``stat``; see :func:`_cache_path`), so a second load reads binary arrays only. Not by content: a full
+hash costs three times the cached read (``benchmarks/bench_cache_key.py``); the ctime, which POSIX
+kernels set on every write and no user call restores, catches a file edited with its size and
+mtime put back. Where ctime is the creation time (Windows) such an edit is not seen: ``clear_cache()``.
 
 Values are checked after the cast to float32, the dtype the model trains in: a value such as
 ``1e39`` parses as a finite float64 but is ``inf`` in float32, and is reported with its file and line.
@@ -259,15 +262,21 @@ def cache_dir(root: Path | str | None = None) -> Path:
 
 
 def _cache_path(cdir: Path, src: Path, placement: str) -> Path:
-    """``<cdir>/<placement>/<name>.<hash of resolved path>.<size>-<mtime_ns>.v<N>.npz``.
+    """``<cdir>/<placement>/<name>.<hash of resolved path>.<size>-<mtime_ns>-<ctime_ns>.v<N>.npz``.
 
-    Keyed by path, size and mtime rather than by content: hashing the sources on every load costs
-    more than loading the cache itself (measured on the shared subset, 62 files, 222 MB, warm page
-    cache: sha256 0.33 s against 0.26 s for the whole cached load; a stat is 2.5 ms). A file
-    rewritten in place gets a new mtime; the path hash keeps two copies of a file apart.
+    Keyed by one ``stat`` (path, size, mtime and ctime) rather than by content: a full hash of the
+    sources on every load costs three times the cached read itself (``benchmarks/bench_cache_key.py``
+    on the shared subset, 62 files, 222 MB, warm page cache, 2 loaded cores: sha256 0.20 s, blake2b
+    0.28 s, cached read 0.064 s, whole warm ``load`` 0.34 s; the stat 0.1 ms). The ctime is what
+    makes a stat key hold: on POSIX the kernel sets it on every write and every metadata change, and
+    no user call sets it back, so a file edited in place with its size and mtime restored (``os.utime``,
+    ``touch -d``, ``cp -p``) still gets a new key and is parsed again. The limit: where ctime is not a
+    change time (Windows reports the creation time) such an edit is served from the stale cache;
+    ``clear_cache()`` then. The path hash keeps two copies of a file apart.
     """
     st = src.stat()
-    return cdir / placement / f"{src.name}.{_path_tag(src)}.{st.st_size}-{st.st_mtime_ns}.v{_CACHE_VERSION}.npz"
+    key = f"{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+    return cdir / placement / f"{src.name}.{_path_tag(src)}.{key}.v{_CACHE_VERSION}.npz"
 
 
 def _path_tag(src: Path) -> str:

@@ -345,3 +345,87 @@ def test_non_finite_inputs_and_losses_stop_the_run_with_a_reason(tiny_fit):
     # a learning rate that blows the weights up: the loss becomes non-finite and the run stops
     with pytest.raises(FloatingPointError, match="multitask.*epoch \\d+.*non-finite.*lr=1e\\+30"):
         tiny_fit(data, idx[:80], idx[80:100], idx[100:], lr=1e30, epochs=5)
+
+
+# ------------------------------------------------------------------ layout and mode where data meet the model
+
+
+@pytest.fixture(scope="module")
+def sleepsim_quick_axes():
+    """Quick-mode sleepsim windows as prepare() makes them by default: the axes layout."""
+    from smoothdistill_lib import sleepsim
+    from smoothdistill_lib.pipeline import prepare
+
+    return prepare(sleepsim.load(mode="quick"), mode="quick")
+
+
+def test_windows_in_another_layout_than_the_models_are_refused_in_one_line(sleepsim_quick_axes, tmp_path):
+    """prepare() defaults to the axes layout, the default model (mtlnet) is fed the faithful one: fit
+    trained on the mismatch without a word. Now every entry where data meet a registry model refuses
+    it, naming both layouts and both fixes; a fit_or_load checkpoint is neither trained nor loaded."""
+    from smoothdistill_lib import checkpoints, stack
+    from smoothdistill_lib.errors import UserError
+    from smoothdistill_lib.models import MODELS
+    from smoothdistill_lib.windows import to_layout
+
+    prep = sleepsim_quick_axes
+    fit_idx, val_idx = prep.split.folds[0]
+    cfg = TrainConfig(epochs=1)
+    assert (prep.layout, cfg.model, MODELS[cfg.model].layout) == ("axes", "mtlnet", "faithful")
+    line = ("fit: the windows are in the 'axes' layout but model 'mtlnet' is fed the 'faithful' layout; prepare "
+            "them with prepare(..., layout=MODELS['mtlnet'].layout) or convert X with "
+            "windows.to_layout(X, 'axes', 'faithful')")
+    for data in (prep, prep.windows):
+        with pytest.raises(UserError) as e:
+            fit(data, fit_idx, val_idx, prep.split.test, cfg, progress=False)
+        assert str(e.value) == line and "\n" not in str(e.value)
+    with pytest.raises(UserError, match="^fit_or_load: the windows are in the 'axes' layout"):
+        checkpoints.fit_or_load(tmp_path, prep, fit_idx, val_idx, prep.split.test, cfg, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    runs = [(fit_idx, val_idx, None, dataclasses.replace(cfg, seed=s)) for s in (0, 1)]
+    with pytest.raises(UserError, match="^fit_stacked: the windows are in the 'axes' layout"):
+        stack.fit_stacked(prep.windows, runs, progress=False)
+    # the same windows in the model's layout, another model of the axes layout, arrays (no layout to
+    # read) and unregistered models pass the check
+    engine.check_layout(dataclasses.replace(prep.windows, X=to_layout(prep.windows.X, "axes", "faithful"),
+                                            layout="faithful"), "mtlnet")
+    engine.check_layout(prep, "mtlnet_corrected")
+    engine.check_layout((prep.windows.X, prep.windows.y1, prep.windows.y2), "mtlnet")
+    engine.check_layout(prep, "not_registered")
+    assert engine.data_layout({"X": 0, "layout": "faithful"}) == "faithful"
+    assert engine.data_layout({"X": 0}) is None
+
+
+def test_a_config_takes_its_sizes_from_the_mode_the_data_were_prepared_in(sleepsim_quick_axes, monkeypatch):
+    """TrainConfig() takes epochs and EMA decay from $SMOOTHDISTILL_MODE; TrainConfig.for_mode(prepared)
+    from the mode prepare() was called with. The values are plain fields (equal configs, equal dicts),
+    and fit warns once when a Prepared of one mode meets a config sized by the environment's other mode."""
+    import warnings
+
+    from smoothdistill_lib.config import get_mode
+
+    monkeypatch.setenv("SMOOTHDISTILL_MODE", "demo")
+    prep = sleepsim_quick_axes
+    assert prep.settings == get_mode("quick") and engine.mode_settings(prep) == get_mode("quick")
+    plain, sized = TrainConfig(), TrainConfig.for_mode(prep, method="multitask")
+    assert (plain.epochs, plain.ema_decay) == (8, 0.97)  # demo, from the environment
+    assert (sized.epochs, sized.ema_decay, sized.batch_size, sized.min_steps) == (2, 0.9, 64, None)
+    assert sized.to_dict() == TrainConfig(method="multitask", epochs=2, ema_decay=0.9).to_dict()
+    long = TrainConfig.for_mode("long")
+    assert (long.epochs, long.ema_decay, long.min_steps) == (15, 0.999, 10_000)
+    assert TrainConfig.for_mode(get_mode("long")) == long
+    # explicit epochs mean exactly those epochs (as `train --epochs`), unless min_steps is given too
+    assert TrainConfig.for_mode("long", epochs=3).min_steps is None
+    assert TrainConfig.for_mode("long", epochs=3, min_steps=50).min_steps == 50
+    assert TrainConfig.for_mode(None) == plain  # None: the environment's mode, as TrainConfig()
+
+    fit_idx, val_idx = prep.split.folds[0]
+    # the warning comes before training: a missing index set stops the run right after it
+    with pytest.warns(UserWarning, match="^fit: the data were prepared in mode 'quick' but the config has the "
+                                         "epochs \\(8\\) and EMA decay \\(0.97\\) of mode 'demo'.*for_mode"):
+        with pytest.raises(ValueError, match="fit_idx is required"):
+            fit(prep, None, val_idx, None, TrainConfig(model="mtlnet_corrected"), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="fit_idx is required"):
+            fit(prep, None, val_idx, None, TrainConfig.for_mode(prep, model="mtlnet_corrected"), progress=False)

@@ -100,3 +100,38 @@ def test_mtlnet_teacher_exports_too(tmp_path):
     X = np.random.default_rng(1).standard_normal((8, 1, 3, 100)).astype(np.float32)
     path = export.export_onnx(net, tmp_path / "t.onnx", opset=13)
     assert export.check_onnx(net, path, X) <= 1e-4
+
+
+def test_onnxruntime_sessions_do_not_spin_and_calibration_keeps_its_ranges(tmp_path, trained_like, monkeypatch):
+    """On a loaded CPU (CI: two chapters on two cores) onnxruntime's default threads busy-wait beside
+    torch's. Every session here, and quantize_static's calibration session (which takes no options),
+    runs without spinning on one inter-op thread and torch's thread count (one for latency/logits);
+    the int8 model it calibrates is byte for byte the one onnxruntime's defaults give."""
+    import contextlib
+    import importlib
+
+    ort_quantize = importlib.import_module("onnxruntime.quantization.quantize")
+
+    def settings(opts):
+        return (opts.intra_op_num_threads, opts.inter_op_num_threads,
+                opts.get_session_config_entry("session.intra_op.allow_spinning"),
+                opts.get_session_config_entry("session.inter_op.allow_spinning"))
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert settings(export.session_options()) == (3, 1, "0", "0") and settings(export.session_options(2))[0] == 2
+    net, X = trained_like
+    fp32 = export.export_onnx(net, tmp_path / "s.onnx")
+    assert settings(export.session(fp32).get_session_options()) == (1, 1, "0", "0")
+
+    seen = []
+    original = ort_quantize.create_calibrator
+    with export._calibration_sessions():
+        assert ort_quantize.create_calibrator is not original
+        cal = ort_quantize.create_calibrator(fp32, augmented_model_path=str(tmp_path / "aug.onnx"))
+        seen.append(settings(cal.infer_session.get_session_options()))
+    assert ort_quantize.create_calibrator is original and seen == [(3, 1, "0", "0")]
+
+    ours = export.quantize_int8(fp32, tmp_path / "ours.int8.onnx", X[:96]).read_bytes()
+    monkeypatch.setattr(export, "_calibration_sessions", lambda threads=None: contextlib.nullcontext())
+    defaults = export.quantize_int8(fp32, tmp_path / "defaults.int8.onnx", X[:96]).read_bytes()
+    assert ours == defaults

@@ -198,6 +198,34 @@ def test_cache_is_used_then_rebuilt_when_a_source_changes(tree, monkeypatch):
                                   rows.x.to_numpy(np.float32))
 
 
+def test_a_file_edited_with_its_size_and_mtime_restored_is_parsed_again(tree):
+    """The parse cache is keyed by one stat, not by content (a full hash costs three times the cached
+    read: benchmarks/bench_cache_key.py). Size and mtime alone served a raw file edited to hold 1e39,
+    with both put back, from the stale cache; the ctime in the key (set by the kernel on every write,
+    and by the very utime that restores the mtime) makes the load parse it again and refuse the value."""
+    import time
+
+    root, _ = tree
+    wisdm.load(root)
+    path = root / "wisdm-dataset" / "raw" / "phone" / "accel" / "data_1700_accel_phone.txt"
+    before = path.stat()
+    lines = path.read_text().splitlines(keepends=True)
+    fields = lines[1].split(",")
+    x = fields[3]
+    assert len(x) >= 7
+    fields[3] = f"{1e39:.{len(x) - 6}e}"  # same length: 1e39 is finite in float64, inf in float32
+    lines[1] = ",".join(fields)
+    time.sleep(0.05)  # past a coarse filesystem clock's tick since the file was written
+    path.write_text("".join(lines))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert after.st_ctime_ns != before.st_ctime_ns
+    with pytest.raises(ValueError) as e:
+        wisdm.load(root)
+    assert str(path) in str(e.value) and "line 2" in str(e.value) and "float32" in str(e.value)
+
+
 def test_cache_keeps_two_copies_of_a_file_apart_and_clears_per_root(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     write_wisdm_tree(a, {1700: ("phone",)}, seed=1)
