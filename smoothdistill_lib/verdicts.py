@@ -326,22 +326,35 @@ def _case(row) -> str:
 
 def headline(table: pd.DataFrame, question: str) -> str | None:
     """One plain sentence for ``question`` over all its rows: where the interval says A is more
-    (or less) accurate than B, and in how many cases the data cannot tell. None when the table has
-    no row for it. Task 1 is the activity or posture, task 2 the placement."""
+    (or less) accurate than B, and in how many cases the data cannot tell. A case whose interval
+    excludes zero but whose Holm-adjusted p over the table's family is not below 0.05 is named
+    apart ("only without Holm's adjustment"). None when the table has no row for it. Task 1 is the
+    activity or posture, task 2 the placement."""
     rows = table[table["question"] == question]
     if rows.empty:
         return None
+    family = table.attrs.get("family", len(table))
     a, b = (role_name(rows.iloc[0][k]) for k in ("a", "b"))
     a = a[:1].upper() + a[1:]
     signs = [direction(r) for _, r in rows.iterrows()]
-    up = [_case(r) for (_, r), d in zip(rows.iterrows(), signs) if d > 0]
-    down = [_case(r) for (_, r), d in zip(rows.iterrows(), signs) if d < 0]
     n, unsure = len(signs), signs.count(0)
+
+    def cases(sign: int) -> str:
+        held = [(_case(r), r["p_holm"] < 0.05) for (_, r), d in zip(rows.iterrows(), signs) if d == sign]
+        strong = [c for c, ok in held if ok]
+        weak = [c for c, ok in held if not ok]
+        caveat = f"only without Holm's adjustment for the {family} comparisons asked"
+        if not weak:
+            return "; ".join(strong)
+        if not strong:
+            return f"{'; '.join(weak)} ({caveat})"
+        return f"{'; '.join(strong)}, and, {caveat}, on {'; '.join(weak)}"
+
     parts = []
-    if up:
-        parts.append(f"{a} is more accurate than {b} on {'; '.join(up)}")
-    if down:
-        parts.append(f"{a} is less accurate than {b} on {'; '.join(down)}")
+    if 1 in signs:
+        parts.append(f"{a} is more accurate than {b} on {cases(1)}")
+    if -1 in signs:
+        parts.append(f"{a} is less accurate than {b} on {cases(-1)}")
     if not parts:
         return f"{a} against {b}: the data cannot tell in any of the {n} cases (dataset, protocol, task)."
     text = ", and ".join(parts)

@@ -224,8 +224,15 @@ def test_answers_lead_with_a_plain_headline_and_list_only_what_resolves():
     a = verdicts.answers(t)
     assert list(a)[:4] == [q for _, _, _, q in verdicts.QUESTIONS]
     avg = a["Does weight averaging alone beat multitask?"]
+    # both intervals exclude zero, but Holm's p over the 10 comparisons is 0.05, not below it
     assert avg.startswith("EMA weights alone is more accurate than multitask on WISDM with random windows, task 1; "
-                          "WISDM with unseen subjects, task 1.")
+                          "WISDM with unseen subjects, task 1 (only without Holm's adjustment for the 10 comparisons "
+                          "asked).")
+    strong = t.copy()
+    strong.loc[strong["protocol"] == "paper", "p_holm"] = 0.01
+    assert verdicts.headline(strong, "Does weight averaging alone beat multitask?") == (
+        "EMA weights alone is more accurate than multitask on WISDM with random windows, task 1, and, only without "
+        "Holm's adjustment for the 10 comparisons asked, on WISDM with unseen subjects, task 1.")
     # distillation: diffs 1, 0.5, 2 -> the seed t interval crosses zero: no direction anywhere
     assert a["Does distillation add to weight averaging?"] == (
         "Smooth-Distill against EMA weights alone: the data cannot tell in any of the 2 cases (dataset, protocol, task).")
