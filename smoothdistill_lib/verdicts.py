@@ -416,6 +416,22 @@ def scope(records: Records, table: pd.DataFrame | None = None) -> str:
     return "; ".join(parts) + "."
 
 
+def disagreement_table(fixed: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
+    """:func:`disagreements` for reading, narrow enough for the page: index (question, case), one
+    column per design, each "+1.23 (-0.40 to +2.86): A better / A worse / cannot tell"."""
+    d = disagreements(fixed, cv)
+    word = {"+": "A better", "-": "A worse", "?": "cannot tell"}
+    out = pd.DataFrame({
+        "question": d["question"].str.replace("?", "", regex=False),
+        "case": [f"{DATASET_NAMES.get(ds, ds)}, {PROTOCOL_NAMES.get(p, p)}, task {int(t)}"
+                 for ds, p, t in zip(d["dataset"], d["protocol"], d["task"])]})
+    for design in ("one split", "cross-validated"):
+        out[design] = [f"{e:+.2f} ({lo:+.2f} to {hi:+.2f}): {word[v]}" for e, lo, hi, v in
+                       zip(d[f"effect ({design})"], d[f"ci_low ({design})"], d[f"ci_high ({design})"],
+                           d[f"verdict ({design})"])]
+    return out.set_index(["question", "case"])
+
+
 def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`compare` for reading: one row per question x case, columns effect, 95 % interval,
     P(A beats B) with its interval, Holm p and the verdict ("more accurate", "less accurate",
@@ -439,4 +455,4 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["question", "case"])
 
 
-__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "compare_lambdas", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "compare_lambdas", "disagreement_table", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

@@ -250,6 +250,9 @@ def test_reading_table_and_disagreements():
     d = verdicts.disagreements(fixed, cv)
     assert d["question"].tolist() == ["Does weight averaging alone beat multitask?"]
     assert (d["verdict (one split)"].iloc[0], d["verdict (cross-validated)"].iloc[0]) == ("+", "?")
+    shown = verdicts.disagreement_table(fixed, cv)
+    row = shown.loc[("Does weight averaging alone beat multitask", "WISDM, random windows, task 1")]
+    assert row["cross-validated"] == "+3.00 (-1.00 to +4.00): cannot tell" and row["one split"].endswith(": A better")
 
 
 def test_plot_verdict_draws_one_question_with_both_designs():
