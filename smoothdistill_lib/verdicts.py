@@ -396,11 +396,11 @@ def scope(records: Records, table: pd.DataFrame | None = None) -> str:
     resamples or seeds, on what share of WISDM, and that the sleep data are simulated."""
     runs = records.df.drop_duplicates("run_id")
     design = design_of(runs) if len(runs) else "seeds"
-    per = runs.groupby(["dataset", "protocol"])["run_id"].nunique()
+    per = runs.groupby(["dataset", "protocol"])["seed"].nunique()  # resamples (or seeds) in each cell
     parts = [f"{len(runs)} runs of the `{records.name}` grid"]
     if design == "resamples":
-        k = int(runs["seed"].nunique())
-        parts.append(f"{k} resample(s) of test split and seed per cell (fewest runs in a cell: {int(per.min())})")
+        lo, hi = int(per.min()), int(per.max())
+        parts.append(f"{lo if lo == hi else f'{lo} to {hi}'} resample(s) of test split and seed per cell")
     else:
         parts.append(f"{int(runs['seed'].nunique())} seed(s) on one fixed split per cell")
     wisdm = [records.records[r]["data"]["n_windows"] for r in runs.loc[(runs["dataset"] == "wisdm")
