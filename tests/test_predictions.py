@@ -219,3 +219,19 @@ def test_reproduction_ignores_timings_the_device_name_and_options_added_later_wh
     body["config"]["precision"] = "bf16"
     body["history"][0]["val_acc_task1"] = 40.000000001
     assert runner.reproduction_diff(rec, body)[1] == ["config.precision", "history[0].val_acc_task1"]
+
+
+def test_the_committed_cross_validated_grid_keeps_every_runs_predictions():
+    """results/long_cv: every record of the grid names a predictions file whose sha256 matches, and
+    whose accuracies reproduce the record's evaluation (the bootstrap and the chapters read them)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    recs = records.load_experiment("long_cv", results_root=root / "results")
+    assert recs is not None
+    plan = {s.run_id for s in experiment.expand(experiment.read_config(root / "configs" / "long_cv.yaml"))}
+    assert set(recs.records) <= plan and len(recs.records) >= 2
+    for rid, rec in recs.records.items():
+        arrays = recs.predictions(rid)
+        e = next(e for e in rec["evaluation"] if (e["split"], e["who"], e["task"]) == ("test", "teacher", 1))
+        assert 100 * predictions.correct(arrays, "test", "teacher", 1).mean() == pytest.approx(e["metrics"]["accuracy"])

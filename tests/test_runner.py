@@ -676,7 +676,7 @@ def test_networks_go_stale_with_their_records(tmp_path):
 
 
 # ----------------------------------------------------------------------------- run identity
-@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long", "long_lambda"])
+@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long", "long_lambda", "long_cv"])
 def test_recorded_grids_keep_their_run_ids(name):
     """Options added to the engine or the modes later (e.g. ``min_steps``) are left out of run ids
     while off: every committed record is still part of its config's grid, so nothing is stale."""
@@ -688,7 +688,7 @@ def test_recorded_grids_keep_their_run_ids(name):
     assert {r["run_id"] for r in recs} <= grid
 
 
-@pytest.mark.parametrize("name", ["long", "long_lambda"])
+@pytest.mark.parametrize("name", ["long", "long_lambda", "long_cv"])
 def test_long_records_are_at_the_papers_decay_and_ten_thousand_steps(name):
     """What the long grid's records must be to count as evidence at convergence: long mode, the
     paper's a = 0.999, at least 10,000 optimizer steps that ran in every stage (epochs in the history
