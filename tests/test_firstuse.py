@@ -64,6 +64,7 @@ def test_download_announces_size_shows_progress_and_prepares(empty_data, monkeyp
         def __exit__(self, *exc):
             return False
 
+    monkeypatch.delenv("SMOOTHDISTILL_PROGRESS", raising=False)  # the bar is what this test checks
     monkeypatch.setattr(firstuse, "remote_size", lambda url: 3_500_000)
     # the unpacked logs are checked against the documented row count: this archive holds 10 rows
     monkeypatch.setattr(mhealth, "DOCUMENTED_ROWS", 10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import re
 import runpy
 import sys
@@ -181,10 +182,22 @@ def test_check_notebook_finds_errors_missing_banner_and_size():
     assert any("MB" in p for p in problems)
 
 
+def _restore_environment_after(monkeypatch):
+    """execute_chapter.main sets the chapter's environment in this process (run mode, no progress
+    bars); the test's monkeypatch puts the variables back, so later tests in this worker see none."""
+    for name in ("SMOOTHDISTILL_MODE", "SMOOTHDISTILL_PROGRESS", "SMOOTHDISTILL_DATA"):
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:  # registered with monkeypatch (which removes it again at the end), then unset as before
+            monkeypatch.setenv(name, "")
+            monkeypatch.delenv(name)
+
+
 def test_execute_chapter_runs_records_and_refreshes_timing_cells(tmp_path, monkeypatch):
     """One real kernel run (a few seconds): mode reaches the kernel, timing cell sees this run."""
     timings = tmp_path / "_timings.json"
     monkeypatch.setattr(nb, "timings_path", lambda root=None: timings)
+    _restore_environment_after(monkeypatch)
     setup = nbformat.v4.new_code_cell(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom smoothdistill_lib import nb")
     cells = [
         setup,
@@ -205,7 +218,8 @@ def test_execute_chapter_runs_records_and_refreshes_timing_cells(tmp_path, monke
     assert "quick" in json.loads(timings.read_text())["t01"]["cpu"]
 
 
-def test_execute_chapter_writes_nothing_on_error(tmp_path, capsys):
+def test_execute_chapter_writes_nothing_on_error(tmp_path, capsys, monkeypatch):
+    _restore_environment_after(monkeypatch)
     cells = [nbformat.v4.new_code_cell("1 / 0")]
     path = tmp_path / "t02.ipynb"
     nbformat.write(_nb(cells), path)
