@@ -11,7 +11,10 @@
 - :func:`as_roles`, :func:`role_means` and :func:`ranking`: a Smooth-Distill grid at lambda 0 and
   0.5 read as multitask / EMA weights / Smooth-Distill / its teacher (the paired effects, with the
   interval that fits the grid's design, are :mod:`verdicts`); :func:`grid_progress` and
-  :func:`run_cost` say how far a grid has got and what the rest costs.
+  :func:`run_cost` say how far a grid has got and what the rest costs, :func:`cost_per_model` what
+  one run costs per architecture;
+- :func:`at_scales`: runs of a demo-sized and a long-mode grid in one table, each labelled with its
+  EMA decay and run length (the input of :func:`plots.plot_scales`).
 
 Inputs are the tidy frame (``records.load_records``) or :class:`records.Records` / raw records.
 """
@@ -25,9 +28,10 @@ import pandas as pd
 
 from smoothdistill_lib import stats
 from smoothdistill_lib.ema import run_scale
-from smoothdistill_lib.methods import METHODS, paper_order
+from smoothdistill_lib.methods import METHODS, known_first, paper_order
 from smoothdistill_lib.records import Records, raw_records
-from smoothdistill_lib.report import one_setting, rows_where
+from smoothdistill_lib.models import MODELS
+from smoothdistill_lib.report import median_epoch_seconds, one_setting, rows_where
 
 
 def comparable(df: pd.DataFrame, dataset: str, min_runs: int = 2) -> pd.DataFrame | None:
@@ -268,6 +272,57 @@ def run_cost(df: pd.DataFrame) -> pd.DataFrame:
                        steps=runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"]))
     return runs.pivot_table(index=["dataset", "protocol"], columns="method", values=["minutes", "steps"],
                             aggfunc="median").round(1)
+
+
+def cost_per_model(df: pd.DataFrame, reference: str = "mtlnet") -> pd.DataFrame:
+    """What one run costs per architecture, from its records (rows in the registry's order): ``runs``,
+    ``steps per run`` (epochs x batches per epoch, median), ``minutes per run``, ``ms per step`` and
+    ``x <reference>`` (the multiple of ``reference``'s minutes; NaN without its runs).
+
+    Minutes are the median epoch time over the architecture's runs x its epochs per run
+    (:func:`report.median_epoch_seconds`): on a shared machine a neighbour's burst slows single epochs,
+    and a median ignores them. An epoch includes its validation pass, so ``ms per step`` does too.
+    ``df``: one dataset, protocol and method (mixing them is refused with one line).
+    """
+    runs = df.drop_duplicates("run_id")
+    for c in ("dataset", "protocol", "method"):
+        if runs[c].nunique() > 1:
+            raise ValueError(f"cost_per_model: the runs mix {c}s {sorted(map(str, runs[c].unique()))}; give one")
+    median, _how = median_epoch_seconds(runs, ["method", "model"])
+    steps = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).groupby(runs["model"]).median()
+    out = pd.DataFrame({"runs": runs.groupby("model").size(), "steps per run": steps,
+                        "minutes per run": median.droplevel("method") / 60})
+    out["ms per step"] = 60_000 * out["minutes per run"] / out["steps per run"]
+    out[f"x {reference}"] = (out["minutes per run"] / out.loc[reference, "minutes per run"]
+                             if reference in out.index else np.nan)
+    out.index.name = "model"
+    return out.reindex(known_first(out.index, tuple(MODELS)))
+
+
+def at_scales(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The rows of several grids' tidy frames in one, with a ``scale`` column naming each grid's run
+    mode, EMA decay and optimizer steps per run, e.g. ``"demo: a = 0.97, 160-400 steps"``.
+
+    ``frames``: {name: tidy frame} (the name is not shown: the label is computed from the rows, so it
+    cannot disagree with them). A frame whose runs mix run modes or decays is refused (one line).
+    Steps = epochs x batches per epoch (:func:`run_cost`); Born-Again's two stages are not summed.
+    """
+    parts = []
+    for name, df in frames.items():
+        if df is None or df.empty:
+            continue
+        runs = df.drop_duplicates("run_id")
+        modes, decays = runs["mode"].unique(), runs["ema_decay"].unique()
+        if len(modes) != 1 or len(decays) != 1:
+            raise ValueError(f"at_scales: the runs of {name!r} mix run modes {list(modes)} or EMA decays "
+                             f"{list(decays)}; give one frame per mode and decay")
+        steps = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).astype(int)
+        lo, hi = int(steps.min()), int(steps.max())
+        span = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+        parts.append(df.assign(scale=f"{modes[0]}: a = {float(decays[0]):g}, {span} steps"))
+    if not parts:
+        raise ValueError("at_scales: every frame is empty")
+    return pd.concat(parts, ignore_index=True)
 
 
 #: short names of the roles for prose (baselines: their ``methods.METHODS`` label)

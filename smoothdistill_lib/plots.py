@@ -9,6 +9,7 @@ Error bars and bands are **t-based 95 % confidence intervals of the mean** over 
 - :func:`plot_confusion` -- row-normalised confusion matrices (Fig. 3).
 - :func:`plot_lambda_sweep` -- metric vs distillation weight lambda (Fig. 4).
 - :func:`plot_ratio_curves` -- metric vs training ratio per architecture (Figs. 5-7).
+- :func:`plot_scales` -- one setting at two run scales (demo-sized and at the paper's decay), range bars.
 - :func:`bar_with_ci` -- bars of means with confidence intervals.
 - :func:`plot_confusion_diff` -- one readable confusion matrix and each method's difference to it.
 - :func:`plot_methods_ci` -- Table 5 as a chart: mean and 95 % CI per method, one panel per protocol.
@@ -253,9 +254,17 @@ def plot_confusion(
 # Figs. 4-7: metric vs a setting, mean and CI over runs
 
 
+#: ``errorbar`` choices of the line figures: a t interval of the mean over runs (seeds on one split),
+#: or the range of the runs, lowest to highest (seaborn's 100 % percentile interval), which claims no
+#: inference and so fits any design
+ERRORBARS = {"t95": _t_ci, "range": ("pi", 100)}
+
+
 def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylabel: str, what: str,
-                 hue_order: Sequence | None = None) -> Figure:
+                 hue_order: Sequence | None = None, errorbar: str = "t95") -> Figure:
     _need(df, [x, y, hue, col, row], what)
+    if errorbar not in ERRORBARS:
+        raise ValueError(f"{what}: errorbar={errorbar!r}; choose one of {sorted(ERRORBARS)}")
     d = df.dropna(subset=[y]).copy()
     rows = sorted(d[row].unique(), key=str) if row else [None]
     cols = sorted(d[col].unique(), key=str) if col else [None]
@@ -263,6 +272,8 @@ def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylab
     if hue:
         d[hue] = d[hue].astype(str)
     xs = sorted(d[x].unique())
+    if categorical_x and all(isinstance(v, str) for v in xs):  # names (architectures): the registry's order
+        xs = known_first(xs, tuple(MODELS))
     if categorical_x:  # evenly spaced, so lambda = 0 and 0.001 are both visible (no log of 0)
         d["_x"] = d[x].map({v: i for i, v in enumerate(xs)})
     fig, axes = _figure(len(rows), len(cols), sharey="row")
@@ -278,7 +289,7 @@ def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylab
                 ax.set_visible(False)
                 continue
             sns.lineplot(data=sub, x="_x" if categorical_x else x, y=y, hue=hue, hue_order=hues,
-                         errorbar=_t_ci, err_style="bars", marker="o", markersize=4, linewidth=1.2, ax=ax,
+                         errorbar=ERRORBARS[errorbar], err_style="bars", marker="o", markersize=4, linewidth=1.2, ax=ax,
                          legend=(i == 0 and j == 0) and hue is not None,
                          palette=sns.color_palette("tab10", len(hues)) if hue else None)
             if categorical_x:
@@ -325,6 +336,25 @@ def plot_ratio_curves(
         if hue and hue in df.columns else None
     return _facet_lines(df, x, y, hue, col, row, False, "training ratio", f"{y} (%)", "plot_ratio_curves",
                         hue_order=order)
+
+
+def plot_scales(
+    df: pd.DataFrame,
+    x: str,
+    xlabel: str,
+    y: str = "accuracy",
+    col: str | None = "task",
+    categorical_x: bool = True,
+) -> Figure:
+    """One setting (``x``: lambda, training ratio, architecture) at two run scales, side by side on the
+    same axes: one line per ``scale`` (:func:`analyses.at_scales`), one panel per ``col`` (tasks).
+
+    Points are means over runs and bars their range (lowest to highest run): the grids differ in
+    design (seeds on one split, resamples of split and seed), and a range claims no interval for
+    either. Paired differences with their design's interval are :mod:`verdicts`' job.
+    """
+    return _facet_lines(df, x, y, "scale", col, None, categorical_x, xlabel, f"{y} (%)", "plot_scales",
+                        errorbar="range")
 
 
 def bar_with_ci(

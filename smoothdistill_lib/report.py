@@ -150,7 +150,7 @@ def table7(df: pd.DataFrame, baseline: str = "singletask", time: str = "total") 
     t.insert(0, "n", g.size())
     time_col = "train_seconds" if "train_seconds" in t else None
     if time == "median_epoch":
-        median, how = _median_epoch_seconds(runs, keys)
+        median, how = median_epoch_seconds(runs, keys)
         at = t.columns.get_loc(time_col) + 1 if time_col is not None else len(t.columns)
         t.insert(at, "train_seconds_median_epoch", median.reindex(t.index))
         time_col, t["train_seconds_median_epoch_unit"], t["train_seconds_median_epoch_how"] = \
@@ -172,7 +172,7 @@ def table7(df: pd.DataFrame, baseline: str = "singletask", time: str = "total") 
     return t
 
 
-def _median_epoch_seconds(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.Series, str]:
+def median_epoch_seconds(runs: pd.DataFrame, keys: list[str]) -> tuple[pd.Series, str]:
     """Per ``keys`` group: sum over training stages of (median epoch seconds over all epochs of the
     group's runs) x (median number of epochs of that stage per run); and how it was obtained.
 

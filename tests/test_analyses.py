@@ -104,3 +104,42 @@ def test_ranking_orders_roles_best_first_with_their_seeds():
     assert list(cell.index) == sorted(means, key=means.get, reverse=True)
     assert cell["rank"].tolist() == list(range(1, 7)) and (cell["seeds"] == 3).all()
     np.testing.assert_allclose(cell["mean"], sorted(means.values(), reverse=True))
+
+
+def _grid(mode, decay, n_fit, epochs, accs, ratio=np.nan, run="r"):
+    return pd.DataFrame({"run_id": [f"{run}{k}" for k in range(len(accs))], "mode": mode, "ema_decay": decay,
+                         "epochs": epochs, "n_fit": n_fit, "batch_size": 64, "lam": 0.5, "train_ratio": ratio,
+                         "task": 1, "accuracy": accs})
+
+
+def test_at_scales_labels_each_grid_with_its_decay_and_steps():
+    demo = _grid("demo", 0.97, [640, 1280], 8, [80.0, 82.0], run="d")  # 10 x 8 and 20 x 8 steps
+    long = _grid("long", 0.999, 6400, [100, 120], [90.0, 91.0], run="l")  # 100 x 100 and 100 x 120
+    both = analyses.at_scales({"demo": demo, "long": long, "none yet": None})
+    assert both["scale"].tolist() == ["demo: a = 0.97, 80-160 steps"] * 2 + ["long: a = 0.999, 10,000-12,000 steps"] * 2
+    assert both["accuracy"].tolist() == [80.0, 82.0, 90.0, 91.0]
+    one = analyses.at_scales({"long": long.iloc[:1]})
+    assert one["scale"].iloc[0] == "long: a = 0.999, 10,000 steps"
+    with pytest.raises(ValueError, match="'mixed' mix run modes"):
+        analyses.at_scales({"mixed": pd.concat([demo, long])})
+    with pytest.raises(ValueError, match="every frame is empty"):
+        analyses.at_scales({"demo": demo.iloc[:0]})
+
+
+def test_cost_per_model_uses_the_median_epoch_and_the_registry_order():
+    def run(rid, model, epoch_seconds, n_fit=6400):
+        return {"run_id": rid, "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill", "model": model,
+                "epochs": len(epoch_seconds), "n_fit": n_fit, "batch_size": 64,
+                "history": [{"epoch": k + 1, "stage": 1, "epoch_seconds": s} for k, s in enumerate(epoch_seconds)]}
+    # MTL-net: epochs of 30 s, one slowed to 300 s by a neighbour (the median ignores it); GRU: 75 s
+    df = pd.DataFrame([run("a", "gru", [75.0] * 4), run("b", "mtlnet", [30.0, 300.0, 30.0, 30.0]),
+                       run("c", "mtlnet", [30.0] * 4), run("c", "mtlnet", [30.0] * 4)])  # one run, two rows
+    c = analyses.cost_per_model(df)
+    assert list(c.index) == ["mtlnet", "gru"]  # the registry's order
+    assert c["runs"].tolist() == [2, 1] and c["steps per run"].tolist() == [400.0, 400.0]  # 4 epochs x 100 batches
+    assert c["minutes per run"].tolist() == pytest.approx([4 * 30 / 60, 4 * 75 / 60])
+    assert c["ms per step"].tolist() == pytest.approx([1000 * 120 / 400, 1000 * 300 / 400])
+    assert c["x mtlnet"].tolist() == pytest.approx([1.0, 2.5])
+    assert analyses.cost_per_model(df[df["model"] == "gru"])["x mtlnet"].isna().all()
+    with pytest.raises(ValueError, match="mix methods \\['born_again', 'smooth_distill'\\]"):
+        analyses.cost_per_model(pd.concat([df, df.iloc[:1].assign(run_id="d", method="born_again")]))

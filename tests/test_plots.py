@@ -14,11 +14,13 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from smoothdistill_lib.plots import (  # noqa: E402
+    _facet_lines,
     bar_with_ci,
     plot_confusion,
     plot_history,
     plot_lambda_sweep,
     plot_ratio_curves,
+    plot_scales,
 )
 
 
@@ -201,3 +203,23 @@ def test_plot_architecture_draws_every_layer_of_the_model():
     assert any("Linear  →  1024,  1,246,208 params" == t for t in texts)
     assert [t for t in texts if t.startswith("head")] == ["head 1: Linear → 12,  6,156 params",
                                                           "head 2: Linear → 3,  1,539 params"]
+
+
+def test_plot_scales_draws_both_scales_on_one_axis_with_range_bars():
+    rows = []
+    for scale, base in (("demo: a = 0.97, 80 steps", 60.0), ("long: a = 0.999, 10,000 steps", 80.0)):
+        for model, seed in itertools.product(["lstm", "mtlnet", "anponet"], range(3)):
+            rows.append({"scale": scale, "model": model, "task": 1, "accuracy": base + 2 * seed})
+    fig = plot_scales(pd.DataFrame(rows), x="model", xlabel="architecture")
+    axes = _visible(fig)
+    assert len(axes) == 1 and axes[0].get_title() == "task 1" and axes[0].get_xlabel() == "architecture"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["mtlnet", "lstm", "anponet"]  # the registry's order
+    assert [t.get_text() for leg in fig.legends for t in leg.get_texts()] == [
+        "demo: a = 0.97, 80 steps", "long: a = 0.999, 10,000 steps"]
+    assert axes[0].get_lines()[0].get_ydata().tolist() == pytest.approx([62.0] * 3)  # mean over seeds
+    # the bars span the runs, lowest to highest (60 to 64), not a t interval (which would be wider)
+    segments = [s for coll in axes[0].collections for s in coll.get_segments()]
+    spans = sorted({(round(float(s[:, 1].min()), 6), round(float(s[:, 1].max()), 6)) for s in segments})
+    assert spans == [(60.0, 64.0), (80.0, 84.0)]
+    with pytest.raises(ValueError, match="errorbar='sd'"):
+        _facet_lines(pd.DataFrame(rows), "model", "accuracy", "scale", None, None, True, "", "", "f", errorbar="sd")
