@@ -12,7 +12,7 @@
   0.5 read as multitask / EMA weights / Smooth-Distill / its teacher (the paired effects, with the
   interval that fits the grid's design, are :mod:`verdicts`); :func:`grid_progress` and
   :func:`run_cost` say how far a grid has got and what the rest costs, :func:`cost_per_model` what
-  one run costs per architecture;
+  one run costs per architecture, :func:`programme_estimate` what whole grids would cost on a GPU;
 - :func:`at_scales`: runs of a demo-sized and a long-mode grid in one table, each labelled with its
   EMA decay and run length (the input of :func:`plots.plot_scales`).
 
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from smoothdistill_lib import stats
+from smoothdistill_lib.compute import gpu_hours_estimate
 from smoothdistill_lib.ema import run_scale
 from smoothdistill_lib.methods import METHODS, known_first, paper_order
 from smoothdistill_lib.records import Records, raw_records
@@ -297,6 +298,43 @@ def cost_per_model(df: pd.DataFrame, reference: str = "mtlnet") -> pd.DataFrame:
                              if reference in out.index else np.nan)
     out.index.name = "model"
     return out.reindex(known_first(out.index, tuple(MODELS)))
+
+
+def programme_estimate(plans: dict[str, list], frames: dict[str, pd.DataFrame | None],
+                       min_steps: int) -> pd.DataFrame:
+    """Per grid (``plans``: {name: ``experiment.expand`` list}): ``runs``, ``optimizer steps`` (a method
+    with a first stage, Born-Again, takes its steps twice), ``steps from`` and the GPU-hours
+    of :func:`compute.gpu_hours_estimate` (``GPU-hours, low/high (estimate)``), with a ``total`` row.
+
+    A run's steps are the median over the records (``frames``, any grid) of its dataset, model and
+    training ratio; where none has run yet, ``min_steps`` (the run mode's floor: then the steps are "at least").
+    """
+    def ratio(r):  # all the training data: None in a spec, NaN in a record
+        return 1.0 if r is None or pd.isna(r) else float(r)
+
+    steps_seen = {}
+    for df in frames.values():
+        if df is not None and not df.empty:
+            runs = df.drop_duplicates("run_id")
+            per = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).groupby(
+                [runs["dataset"], runs["model"], runs["train_ratio"].map(ratio)])
+            for key, v in per.median().items():
+                steps_seen.setdefault(key, v)
+    rows = {}
+    for name, plan in plans.items():
+        keys = [(s.dataset, s.model, ratio(s.train_ratio)) for s in plan]
+        known = [k in steps_seen for k in keys]
+        steps = sum(steps_seen.get(k, min_steps) * (2 if METHODS[s.method].stage1 else 1) for k, s in zip(keys, plan))
+        low, high = gpu_hours_estimate(steps)
+        rows[name] = {"runs": len(plan), "optimizer steps": steps,
+                      "steps from": "records" if all(known) else ("the mode's floor (at least)" if not any(known)
+                                                                  else "records, else the mode's floor"),
+                      "GPU-hours, low (estimate)": low, "GPU-hours, high (estimate)": high}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    total = out[["runs", "optimizer steps", "GPU-hours, low (estimate)", "GPU-hours, high (estimate)"]].sum()
+    out.loc["total"] = {**total.to_dict(), "steps from": ""}
+    out.index.name = "grid"
+    return out
 
 
 def at_scales(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -49,6 +49,7 @@ __all__ = [
     "count_parameters",
     "energy_estimate",
     "flops_by_layer",
+    "gpu_hours_estimate",
     "gpu_power_watts",
     "interleaved_step_times",
     "method_cost",
@@ -68,6 +69,13 @@ PAPER_TIME_RATIO = {"singletask": 2.0, "multitask": 1.5, "sd_dropout": 5.18, "bo
 #: Born-Again's is not given in its text.
 PAPER_ENERGY_KWH = {"singletask": 0.557, "multitask": 0.431, "sd_dropout": 1.444, "born_again": None,
                     "smooth_distill": 0.485}
+#: An assumption for estimates, not a measurement: seconds per optimizer step of the book's networks
+#: (batch 64, eager PyTorch) on one data-centre GPU, (low, high). Such a step launches a few hundred
+#: small kernels and waits on their launches more than on arithmetic (a few microseconds each), so it
+#: takes milliseconds whatever the GPU's FLOPs; recurrent networks, whose time steps run one after
+#: another, sit nearer the high end. Whatever is computed from it is labelled an estimate;
+#: tools/gpu_check.py measures the real figure (long-mode records on CUDA).
+GPU_STEP_SECONDS_ASSUMED = (0.002, 0.010)
 _FLOPS_HOW = ("torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-accumulate of conv/linear/"
               "matmul; bias, activations, pooling, normalisation not counted)")
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -246,6 +254,16 @@ def method_cost(
 
 # --------------------------------------------------------------------------------------------
 # Measuring a block of work: time, peak memory, energy
+
+
+def gpu_hours_estimate(steps: float) -> tuple[float, float]:
+    """GPU-hours for ``steps`` optimizer steps at :data:`GPU_STEP_SECONDS_ASSUMED` (low, high): an
+    estimate, never a measurement. Validation passes are not added (3-7 % of an epoch on one CPU
+    core, ``benchmarks/bench_arch.py``)."""
+    if not steps >= 0:
+        raise ValueError(f"gpu_hours_estimate: steps must be a number >= 0, got {steps!r}")
+    low, high = GPU_STEP_SECONDS_ASSUMED
+    return steps * low / 3600, steps * high / 3600
 
 
 def synchronize(device=None) -> None:

@@ -143,3 +143,26 @@ def test_cost_per_model_uses_the_median_epoch_and_the_registry_order():
     assert analyses.cost_per_model(df[df["model"] == "gru"])["x mtlnet"].isna().all()
     with pytest.raises(ValueError, match="mix methods \\['born_again', 'smooth_distill'\\]"):
         analyses.cost_per_model(pd.concat([df, df.iloc[:1].assign(run_id="d", method="born_again")]))
+
+
+def test_programme_estimate_counts_steps_from_records_else_the_floor():
+    from smoothdistill_lib.compute import GPU_STEP_SECONDS_ASSUMED
+
+    def spec(ds, model, method, ratio=None):
+        return SimpleNamespace(dataset=ds, model=model, method=method, train_ratio=ratio)
+    plans = {"seen": [spec("wisdm", "mtlnet", "smooth_distill"), spec("wisdm", "mtlnet", "born_again")],
+             "new": [spec("wisdm", "gru", "smooth_distill"), spec("wisdm", "mtlnet", "smooth_distill", 0.1),
+                     spec("wisdm", "mtlnet", "smooth_distill", 0.5)]}
+    df = pd.DataFrame({"run_id": ["a", "b", "b", "c"], "dataset": "wisdm", "model": "mtlnet",
+                       "epochs": [100, 110, 110, 520], "n_fit": [6400, 6400, 6400, 1280], "batch_size": 64,
+                       "train_ratio": [np.nan, np.nan, np.nan, 0.5]})  # full data: 10,000 and 11,000 steps
+    e = analyses.programme_estimate(plans, {"long": df, "none": None}, min_steps=10_000)
+    assert e.loc["seen", "optimizer steps"] == 10_500 * 3  # Born-Again's two stages
+    # GRU and ratio 0.1 have no record (the floor); ratio 0.5 has its own (520 epochs x 20 batches)
+    assert e.loc["new", "optimizer steps"] == 2 * 10_000 + 10_400
+    assert e.loc["new", "steps from"] == "records, else the mode's floor"
+    assert e.loc["seen", "steps from"] == "records"
+    assert e.loc["total", "runs"] == 5 and e.loc["total", "optimizer steps"] == 61_900
+    low, high = GPU_STEP_SECONDS_ASSUMED
+    assert e.loc["total", "GPU-hours, low (estimate)"] == pytest.approx(61_900 * low / 3600)
+    assert e.loc["total", "GPU-hours, high (estimate)"] == pytest.approx(61_900 * high / 3600)

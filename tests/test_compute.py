@@ -276,3 +276,11 @@ def test_interleaved_step_times_take_turns_and_skip_the_warmup():
         compute.interleaved_step_times(steps, steps_per_round=0)
     with pytest.raises(ValueError, match="at least one"):
         compute.interleaved_step_times({})
+
+
+def test_gpu_hours_estimate_is_steps_times_the_assumed_step_range():
+    low, high = compute.GPU_STEP_SECONDS_ASSUMED
+    assert 0 < low < high
+    assert compute.gpu_hours_estimate(36_000) == pytest.approx((10 * low, 10 * high))
+    with pytest.raises(ValueError, match="steps must be a number >= 0"):
+        compute.gpu_hours_estimate(float("nan"))
