@@ -30,8 +30,8 @@ from smoothdistill_lib import stats
 from smoothdistill_lib.compute import gpu_hours_estimate
 from smoothdistill_lib.ema import run_scale
 from smoothdistill_lib.methods import METHODS, known_first, paper_order
-from smoothdistill_lib.records import Records, raw_records
 from smoothdistill_lib.models import MODELS
+from smoothdistill_lib.records import Records, raw_records
 from smoothdistill_lib.report import median_epoch_seconds, one_setting, rows_where
 
 

@@ -381,6 +381,43 @@ class Records:
         return isinstance(self.records.get(run_id, {}).get("predictions"), dict)
 
 
+@dataclass(frozen=True, eq=False)
+class Combined:
+    """Runs of several experiments read as one, e.g. chapter 9's long-mode lambda sweep (the long
+    grid's lambda 0 and 0.5 beside ``long_lambda``'s other values): ``df`` holds the rows kept, and
+    predictions are read from the experiment that holds each run (so a paired bootstrap over test
+    windows works across them). Made by :func:`combine`."""
+
+    df: pd.DataFrame
+    parts: tuple[Records, ...]
+
+    def _owner(self, run_id: str) -> Records | None:
+        return next((p for p in self.parts if run_id in p.records), None)
+
+    def has_predictions(self, run_id: str) -> bool:
+        owner = self._owner(run_id)
+        return owner is not None and owner.has_predictions(run_id)
+
+    def predictions(self, run_id: str) -> dict:
+        owner = self._owner(run_id)
+        if owner is None:
+            raise KeyError(f"run {run_id} is not among the records of {', '.join(p.name for p in self.parts)}")
+        return owner.predictions(run_id)
+
+
+def combine(parts: list[Records], df: pd.DataFrame | None = None) -> Combined:
+    """:class:`Combined` of ``parts``; ``df``: the rows to keep (default: all of every part's). Rows of
+    a run that none of the parts holds are refused (one line): their predictions could not be found."""
+    parts = tuple(p for p in parts if p is not None)
+    if df is None:
+        df = pd.concat([p.df for p in parts], ignore_index=True)
+    stray = sorted(set(df["run_id"]) - {rid for p in parts for rid in p.records})
+    if stray:
+        raise ValueError(f"combine: runs {stray[:3]} are in the rows but in none of the experiments "
+                         f"{[p.name for p in parts]}")
+    return Combined(df, parts)
+
+
 def load_experiment(experiment: str | os.PathLike, results_root: str | os.PathLike | None = None,
                     mode: str | None = None) -> Records | None:
     """:class:`Records` of ``experiment`` (the largest run mode present unless ``mode``), or None when

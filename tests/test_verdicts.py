@@ -317,3 +317,43 @@ def test_one_seed_is_a_difference_without_an_interval_and_cells_split_by_model_a
     assert text.startswith("WISDM, random windows, lstm, task 1: Smooth-Distill − multitask = +4.00 points in one run")
     assert verdicts.where(t[t["model"] == "mtlnet"].iloc[0]) == "WISDM, random windows, 25% of the training windows, task 1"
     assert t.attrs["family"] == 0 and t["p_holm"].isna().all()  # rows without an interval are not tested
+
+
+def test_lambdas_across_two_experiments_bootstrap_windows_from_each_ones_predictions(tmp_path):
+    """Chapter 9's long sweep: lambda 0.5 lives in one experiment, the other lambdas in another;
+    records.combine reads each run's predictions where it is kept."""
+    from pathlib import Path
+
+    from smoothdistill_lib import predictions, records
+
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 3, 30)
+    parts = []
+    for name, lam, p_right in (("long", 0.5, 0.6), ("long_lambda", 1.0, 0.9)):
+        runs_dir = Path(tmp_path, name, "runs")
+        runs_dir.mkdir(parents=True)
+        rows, raw = [], {}
+        for seed in range(3):
+            rid = f"{name}-{seed}"
+            arrays = {"test_index": np.arange(30), "test_y1_true": truth, "test_y2_true": truth}
+            for task in (1, 2):
+                arrays[f"test_student_y{task}_pred"] = np.where(rng.random(30) < p_right, truth, (truth + 1) % 3)
+            raw[rid] = {"run_id": rid, "predictions": predictions.write(runs_dir, rid, arrays)}
+            for task in (1, 2):
+                acc = 100 * float(np.mean(arrays[f"test_student_y{task}_pred"] == truth))
+                rows.append({"run_id": rid, "dataset": "wisdm", "protocol": "paper", "method": "smooth_distill",
+                             "lam": lam, "who": "student", "seed": seed, "fold": 0, "task": task, "split": "test",
+                             "accuracy": acc, "n_fit": 800, "n_test": 30, "train_ratio": np.nan, "model": "mtlnet",
+                             "split_seed": 42, "test_fold": np.nan})
+        parts.append(records.Records(pd.DataFrame(rows), pd.DataFrame(index=pd.Index(list(raw), name="run_id")),
+                                     raw, Path(tmp_path, name)))
+    both = records.combine(parts)
+    assert both.has_predictions("long-0") and both.has_predictions("long_lambda-2") and not both.has_predictions("x")
+    t = verdicts.compare_lambdas(both, reference=0.5, n_boot=300)
+    assert len(t) == 2 and t["interval"].str.startswith("paired bootstrap over 30 test windows and 3 seeds").all()
+    # the same rows as a plain frame: no predictions, so the seed t
+    assert verdicts.compare_lambdas(both.df, reference=0.5)["interval"].str.startswith("paired t over 3 seeds").all()
+    with pytest.raises(KeyError, match="not among the records of long, long_lambda"):
+        both.predictions("x")
+    with pytest.raises(ValueError, match="in none of the experiments"):
+        records.combine(parts, both.df.assign(run_id="stray"))
