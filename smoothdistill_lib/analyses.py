@@ -304,7 +304,7 @@ def programme_estimate(plans: dict[str, list], frames: dict[str, pd.DataFrame | 
                        min_steps: int) -> pd.DataFrame:
     """Per grid (``plans``: {name: ``experiment.expand`` list}): ``runs``, ``optimizer steps`` (a method
     with a first stage, Born-Again, takes its steps twice), ``steps from`` and the GPU-hours
-    of :func:`compute.gpu_hours_estimate` (``GPU-hours, low/high (estimate)``), with a ``total`` row.
+    of :func:`compute.gpu_hours_estimate` (``GPU-hours low/high (est.)``), with a ``total`` row.
 
     A run's steps are the median over the records (``frames``, any grid) of its dataset, model and
     training ratio; where none has run yet, ``min_steps`` (the run mode's floor: then the steps are "at least").
@@ -327,11 +327,11 @@ def programme_estimate(plans: dict[str, list], frames: dict[str, pd.DataFrame | 
         steps = sum(steps_seen.get(k, min_steps) * (2 if METHODS[s.method].stage1 else 1) for k, s in zip(keys, plan))
         low, high = gpu_hours_estimate(steps)
         rows[name] = {"runs": len(plan), "optimizer steps": steps,
-                      "steps from": "records" if all(known) else ("the mode's floor (at least)" if not any(known)
-                                                                  else "records, else the mode's floor"),
-                      "GPU-hours, low (estimate)": low, "GPU-hours, high (estimate)": high}
+                      "steps from": "records" if all(known) else ("the floor (at least)" if not any(known)
+                                                                  else "records + floor"),
+                      "GPU-hours low (est.)": low, "GPU-hours high (est.)": high}
     out = pd.DataFrame.from_dict(rows, orient="index")
-    total = out[["runs", "optimizer steps", "GPU-hours, low (estimate)", "GPU-hours, high (estimate)"]].sum()
+    total = out[["runs", "optimizer steps", "GPU-hours low (est.)", "GPU-hours high (est.)"]].sum()
     out.loc["total"] = {**total.to_dict(), "steps from": ""}
     out.index.name = "grid"
     return out

@@ -160,9 +160,9 @@ def test_programme_estimate_counts_steps_from_records_else_the_floor():
     assert e.loc["seen", "optimizer steps"] == 10_500 * 3  # Born-Again's two stages
     # GRU and ratio 0.1 have no record (the floor); ratio 0.5 has its own (520 epochs x 20 batches)
     assert e.loc["new", "optimizer steps"] == 2 * 10_000 + 10_400
-    assert e.loc["new", "steps from"] == "records, else the mode's floor"
+    assert e.loc["new", "steps from"] == "records + floor"
     assert e.loc["seen", "steps from"] == "records"
     assert e.loc["total", "runs"] == 5 and e.loc["total", "optimizer steps"] == 61_900
     low, high = GPU_STEP_SECONDS_ASSUMED
-    assert e.loc["total", "GPU-hours, low (estimate)"] == pytest.approx(61_900 * low / 3600)
-    assert e.loc["total", "GPU-hours, high (estimate)"] == pytest.approx(61_900 * high / 3600)
+    assert e.loc["total", "GPU-hours low (est.)"] == pytest.approx(61_900 * low / 3600)
+    assert e.loc["total", "GPU-hours high (est.)"] == pytest.approx(61_900 * high / 3600)
