@@ -13,6 +13,7 @@
   interval that fits the grid's design, are :mod:`verdicts`); :func:`grid_progress` and
   :func:`run_cost` say how far a grid has got and what the rest costs, :func:`cost_per_model` what
   one run costs per architecture, :func:`programme_estimate` what whole grids would cost on a GPU;
+- :func:`lambda_sweep`: the long grid and the long lambda sweep read as one sweep;
 - :func:`at_scales`: runs of a demo-sized and a long-mode grid in one table, each labelled with its
   EMA decay and run length (the input of :func:`plots.plot_scales`).
 
@@ -31,7 +32,7 @@ from smoothdistill_lib.compute import gpu_hours_estimate
 from smoothdistill_lib.ema import run_scale
 from smoothdistill_lib.methods import METHODS, known_first, paper_order
 from smoothdistill_lib.models import MODELS
-from smoothdistill_lib.records import Records, raw_records
+from smoothdistill_lib.records import Combined, Records, combine, raw_records
 from smoothdistill_lib.report import median_epoch_seconds, one_setting, rows_where
 
 
@@ -335,6 +336,18 @@ def programme_estimate(plans: dict[str, list], frames: dict[str, pd.DataFrame | 
     out.loc["total"] = {**total.to_dict(), "steps from": ""}
     out.index.name = "grid"
     return out
+
+
+def lambda_sweep(base: Records, sweep: Records, dataset: str = "wisdm", protocol: str = "paper") -> Combined:
+    """A lambda sweep made of two grids, as one (:func:`records.combine`): ``base``'s Smooth-Distill
+    runs of ``dataset`` x ``protocol`` (the long grid's lambda 0 and 0.5) at the seeds ``sweep`` has
+    reached, beside ``sweep``'s runs (``long_lambda``: the other lambdas). Pairs by seed stay on one
+    split, and each run's predictions are read where it keeps them."""
+    seeds = set(sweep.df["seed"].unique())
+    d = base.df
+    d = d[(d["dataset"] == dataset) & (d["protocol"] == protocol) & (d["method"].astype(str) == "smooth_distill")
+          & d["seed"].isin(seeds)]
+    return combine([base, sweep], pd.concat([d, sweep.df], ignore_index=True))
 
 
 def at_scales(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:

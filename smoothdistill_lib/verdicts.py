@@ -311,6 +311,20 @@ def sentences(table: pd.DataFrame, question: str | None = None) -> list[str]:
     return [sentence(r, family) for _, r in rows.iterrows()]
 
 
+def lambda_directions(table: pd.DataFrame, task: int, dataset: str | None = None) -> str:
+    """One task of a :func:`compare_lambdas` table in a few words, by the verdict rule: "worse at 0,
+    0.1; better at none; cannot tell at 1" (each lambda against the table's reference; "none" where
+    no lambda falls in a group). ``dataset``: one dataset's rows (default: every row)."""
+    rows = table[table["task"] == task]
+    if dataset is not None:
+        rows = rows[rows["dataset"] == dataset]
+    if rows.empty:
+        raise ValueError(f"lambda_directions: no rows for task {task}" + (f" on {dataset}" if dataset else ""))
+    pick = {k: ", ".join(r["a"].split()[1] for _, r in rows.iterrows() if direction(r) == k) or "none"
+            for k in (-1, 1, 0)}
+    return f"worse at {pick[-1]}, better at {pick[1]}, cannot tell at {pick[0]}"
+
+
 def tally(table: pd.DataFrame, question: str) -> dict:
     """How many rows of ``question`` resolve: ``{"rows", "above", "below", "unresolved"}``."""
     rows = table[table["question"] == question]

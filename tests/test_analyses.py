@@ -166,3 +166,21 @@ def test_programme_estimate_counts_steps_from_records_else_the_floor():
     low, high = GPU_STEP_SECONDS_ASSUMED
     assert e.loc["total", "GPU-hours low (est.)"] == pytest.approx(61_900 * low / 3600)
     assert e.loc["total", "GPU-hours high (est.)"] == pytest.approx(61_900 * high / 3600)
+
+
+def test_lambda_sweep_takes_the_base_grids_runs_at_the_sweeps_seeds():
+    from pathlib import Path
+
+    from smoothdistill_lib import records
+
+    def part(name, rows):
+        df = pd.DataFrame([dict(zip(("run_id", "dataset", "protocol", "method", "lam", "seed"), r)) for r in rows])
+        return records.Records(df, pd.DataFrame(index=pd.Index(df["run_id"].unique(), name="run_id")),
+                               {rid: {"run_id": rid} for rid in df["run_id"]}, Path(name))
+    base = part("long", [(f"b{lam}{s}", "wisdm", "paper", "smooth_distill", lam, s) for lam in (0.0, 0.5) for s in range(3)]
+                + [("o", "sleepsim", "paper", "smooth_distill", 0.5, 0), ("ba", "wisdm", "paper", "born_again", 0.5, 0),
+                   ("sub", "wisdm", "subject", "smooth_distill", 0.5, 0)])
+    sweep = part("long_lambda", [(f"s{lam}{s}", "wisdm", "paper", "smooth_distill", lam, s) for lam in (0.1, 1.0) for s in range(2)])
+    both = analyses.lambda_sweep(base, sweep)
+    assert sorted(both.df["run_id"]) == sorted(["b0.00", "b0.01", "b0.50", "b0.51", "s0.10", "s0.11", "s1.00", "s1.01"])
+    assert both.parts == (base, sweep) and not both.has_predictions("b0.00")

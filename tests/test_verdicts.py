@@ -303,6 +303,11 @@ def test_lambdas_are_compared_with_the_reference_pairwise_not_ranked():
     # lambda 1 - 0.5: diffs 0.5, 0, 0.5 -> cannot tell; lambda 0.1: -2, -2, -1.5 -> worse
     assert t.loc["lambda 1", "effect"] == pytest.approx(1 / 3) and verdicts.direction(t.loc["lambda 1"]) == 0
     assert verdicts.direction(t.loc["lambda 0.1"]) == -1 and t.loc["lambda 0.1", "question"] == "lambda = 0.1 against lambda = 0.5"
+    both = verdicts.compare_lambdas(pd.DataFrame(rows), reference=0.5)
+    assert verdicts.lambda_directions(both, task=1) == "worse at 0.1, better at none, cannot tell at 1"
+    assert verdicts.lambda_directions(both, task=2, dataset="wisdm") == "worse at 0.1, better at none, cannot tell at 1"
+    with pytest.raises(ValueError, match="no rows for task 1 on sleepsim"):
+        verdicts.lambda_directions(both, task=1, dataset="sleepsim")
 
 
 def test_one_seed_is_a_difference_without_an_interval_and_cells_split_by_model_and_ratio():
