@@ -223,7 +223,7 @@ def test_reproduction_ignores_timings_the_device_name_and_options_added_later_wh
 
 # every record of these grids keeps its predictions (True), or those kept so far reproduce (False: the
 # long grid's records older than predictions are being backfilled; `python -m smoothdistill_lib backfill`)
-COMMITTED = {"long_cv": True, "long": False, "long_lambda": False}
+COMMITTED = {"long_cv": True, "long": False, "long_lambda": False, "long_ratio": True, "long_arch": True}
 
 
 @pytest.mark.parametrize("name", sorted(COMMITTED))
@@ -235,6 +235,8 @@ def test_committed_predictions_match_their_records(name):
 
     root = Path(__file__).resolve().parent.parent
     recs = records.load_experiment(name, results_root=root / "results")
+    if recs is None and name in ("long_ratio", "long_arch"):  # grids still being made
+        pytest.skip(f"results/{name} has no records yet (python -m smoothdistill_lib run configs/{name}.yaml)")
     assert recs is not None
     plan = {s.run_id for s in experiment.expand(experiment.read_config(root / "configs" / f"{name}.yaml"))}
     assert set(recs.records) <= plan

@@ -676,26 +676,37 @@ def test_networks_go_stale_with_their_records(tmp_path):
 
 
 # ----------------------------------------------------------------------------- run identity
-@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long", "long_lambda", "long_cv"])
+#: grids whose records are still being made (issue: the ablations at the paper's decay): checked once
+#: they have records, skipped with the reason until then
+STARTED = ("long_ratio", "long_arch")
+
+
+def _committed(name: str) -> list[dict]:
+    folder = ROOT / "results" / name / "runs"
+    recs = [records.read_record(p) for p in sorted(folder.glob("*.json"))]
+    if not recs and name in STARTED:
+        pytest.skip(f"results/{name} has no records yet (python -m smoothdistill_lib run configs/{name}.yaml)")
+    assert recs, f"no records in {folder}"
+    return recs
+
+
+@pytest.mark.parametrize("name", ["main", "lambda", "ratio_cpu", "long", "long_lambda", "long_cv", *STARTED])
 def test_recorded_grids_keep_their_run_ids(name):
     """Options added to the engine or the modes later (e.g. ``min_steps``) are left out of run ids
     while off: every committed record is still part of its config's grid, so nothing is stale."""
-    folder = ROOT / "results" / name / "runs"
-    recs = [records.read_record(p) for p in sorted(folder.glob("*.json"))]
-    assert recs, f"no records in {folder}"
+    recs = _committed(name)
     modes = {r["spec"]["mode"] for r in recs}
     grid = {s.run_id for m in modes for s in experiment.expand(experiment.read_config(ROOT / "configs" / f"{name}.yaml"), m)}
     assert {r["run_id"] for r in recs} <= grid
 
 
-@pytest.mark.parametrize("name", ["long", "long_lambda", "long_cv"])
+@pytest.mark.parametrize("name", ["long", "long_lambda", "long_cv", *STARTED])
 def test_long_records_are_at_the_papers_decay_and_ten_thousand_steps(name):
     """What the long grid's records must be to count as evidence at convergence: long mode, the
     paper's a = 0.999, at least 10,000 optimizer steps that ran in every stage (epochs in the history
     x batches per epoch; Born-Again has two stages), fold 0, every window present (no cap), one
     numeric environment (CPU torch, one thread)."""
-    recs = [records.read_record(p) for p in sorted((ROOT / "results" / name / "runs").glob("*.json"))]
-    assert recs
+    recs = _committed(name)
     for r in recs:
         epochs = Counter(h.get("stage", 1) for h in r["history"])
         steps = {stage: n * math.ceil(r["data"]["n_fit"] / r["config"]["batch_size"]) for stage, n in epochs.items()}
