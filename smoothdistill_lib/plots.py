@@ -272,7 +272,8 @@ def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylab
     if hue:
         d[hue] = d[hue].astype(str)
     xs = sorted(d[x].unique())
-    if categorical_x and all(isinstance(v, str) for v in xs):  # names (architectures): the registry's order
+    names = categorical_x and all(isinstance(v, str) for v in xs)
+    if names:  # names (architectures): the registry's order, and points only (a line would imply an order)
         xs = known_first(xs, tuple(MODELS))
     if categorical_x:  # evenly spaced, so lambda = 0 and 0.001 are both visible (no log of 0)
         d["_x"] = d[x].map({v: i for i, v in enumerate(xs)})
@@ -289,7 +290,8 @@ def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylab
                 ax.set_visible(False)
                 continue
             sns.lineplot(data=sub, x="_x" if categorical_x else x, y=y, hue=hue, hue_order=hues,
-                         errorbar=ERRORBARS[errorbar], err_style="bars", marker="o", markersize=4, linewidth=1.2, ax=ax,
+                         errorbar=ERRORBARS[errorbar], err_style="bars", marker="o", markersize=4,
+                         linewidth=1.2, linestyle="" if names else "-", ax=ax,
                          legend=(i == 0 and j == 0) and hue is not None,
                          palette=sns.color_palette("tab10", len(hues)) if hue else None)
             if categorical_x:

@@ -217,9 +217,13 @@ def test_plot_scales_draws_both_scales_on_one_axis_with_range_bars():
     assert [t.get_text() for leg in fig.legends for t in leg.get_texts()] == [
         "demo: a = 0.97, 80 steps", "long: a = 0.999, 10,000 steps"]
     assert axes[0].get_lines()[0].get_ydata().tolist() == pytest.approx([62.0] * 3)  # mean over seeds
+    # architectures are names, not an axis: points, no line joining them
+    assert axes[0].get_lines()[0].get_linestyle() in ("None", "")
     # the bars span the runs, lowest to highest (60 to 64), not a t interval (which would be wider)
     segments = [s for coll in axes[0].collections for s in coll.get_segments()]
     spans = sorted({(round(float(s[:, 1].min()), 6), round(float(s[:, 1].max()), 6)) for s in segments})
     assert spans == [(60.0, 64.0), (80.0, 84.0)]
+    ratio = pd.DataFrame([{"scale": "demo", "train_ratio": r, "task": 1, "accuracy": 50 + 10 * r} for r in (0.1, 0.5)])
+    assert _visible(plot_scales(ratio, x="train_ratio", xlabel="ratio", categorical_x=False))[0].get_lines()[0].get_linestyle() == "-"
     with pytest.raises(ValueError, match="errorbar='sd'"):
         _facet_lines(pd.DataFrame(rows), "model", "accuracy", "scale", None, None, True, "", "", "f", errorbar="sd")
