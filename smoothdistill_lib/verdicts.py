@@ -150,6 +150,18 @@ def _finish(rows: list[dict], confidence: float) -> pd.DataFrame:
     return out
 
 
+def join(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Several :func:`compare` tables (e.g. chapter 9's training ratios beside the full-data grid) as
+    one family: rows concatenated and Holm's adjustment redone over all of them, so ``p_holm`` and the
+    family size the sentences name agree. Tables of different confidence levels are refused."""
+    tables = [t for t in tables if t is not None and len(t)]
+    levels = {t.attrs.get("confidence") for t in tables}
+    if len(levels) > 1:
+        raise ValueError(f"join: the tables have different confidence levels {sorted(map(str, levels))}")
+    rows = pd.concat(tables, ignore_index=True).drop(columns="p_holm").to_dict("records") if tables else []
+    return _finish(rows, levels.pop() if levels else 0.95)
+
+
 def compare(records: Records | pd.DataFrame, *, questions=QUESTIONS + BASELINE_QUESTIONS, lam: float = 0.5,
             metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
             protocol: str | None = None, train_ratio: str | None = None, min_pairs: int = 2) -> pd.DataFrame:

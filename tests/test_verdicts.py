@@ -362,3 +362,16 @@ def test_lambdas_across_two_experiments_bootstrap_windows_from_each_ones_predict
         both.predictions("x")
     with pytest.raises(ValueError, match="in none of the experiments"):
         records.combine(parts, both.df.assign(run_id="stray"))
+
+
+def test_joined_tables_are_one_holm_family():
+    a = verdicts.compare(FakeRecords(frame("resamples", ACC)), questions=verdicts.QUESTIONS[:1])
+    b = verdicts.compare(FakeRecords(frame("resamples", {k: [v + 1 for v in vals] for k, vals in ACC.items()})),
+                         questions=verdicts.QUESTIONS[1:2])
+    j = verdicts.join(a, b, None)
+    assert len(j) == 4 and j.attrs["family"] == 4 and a.attrs["family"] == 2
+    np.testing.assert_allclose(j["p_holm"], stats.holm(np.concatenate([a["pvalue"], b["pvalue"]])))
+    assert (j["p_holm"] >= j["pvalue"]).all() and list(j.columns) == verdicts.COLUMNS
+    c = verdicts.compare(FakeRecords(frame("resamples", ACC)), questions=verdicts.QUESTIONS[:1], confidence=0.9)
+    with pytest.raises(ValueError, match="different confidence levels"):
+        verdicts.join(a, c)
