@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smoothdistill_lib import stats, verdicts
+from smoothdistill_lib import predictions, stats, verdicts
 from smoothdistill_lib.stats import DesignError
 
 
@@ -173,10 +173,19 @@ def test_compare_bootstraps_windows_on_one_split_when_predictions_are_kept():
             preds[f"r{lam}-{seed}"] = arrays
     t = verdicts.compare(FakeRecords(df, preds), n_boot=500)
     assert set(t["design"]) == {"seeds"} and t["test_sampling"].all()
-    assert t["interval"].str.startswith("paired bootstrap over 20 test windows and 3 seeds").all()
+    assert t["interval"].str.startswith("paired t over 3 seeds and paired bootstrap over 20 test windows and 3 seeds").all()
     # without predictions: the seed t, marked as leaving test-sampling error out
     t2 = verdicts.compare(FakeRecords(df))
     assert t2["interval"].str.startswith("paired t over 3 seeds").all() and not t2["test_sampling"].any()
+    # with them: the hull of that t and the bootstrap, so a direction needs both to exclude zero
+    r = t[(t["question"] == "Does Smooth-Distill beat multitask?") & (t["task"] == 1)].iloc[0]
+    r2 = t2[(t2["question"] == r["question"]) & (t2["task"] == 1)].iloc[0]
+    sd = np.stack([predictions.correct(preds[f"r0.5-{k}"], "test", "student", 1) for k in range(3)])
+    mt = np.stack([predictions.correct(preds[f"r0.0-{k}"], "test", "student", 1) for k in range(3)])
+    boot = stats.paired_bootstrap(sd, mt, n_boot=500, seed=0)
+    assert r["ci_low"] == pytest.approx(min(r2["ci_low"], boot["ci_low"]))
+    assert r["ci_high"] == pytest.approx(max(r2["ci_high"], boot["ci_high"]))
+    assert r["pvalue"] == pytest.approx(max(r2["pvalue"], boot["pvalue"]))
     assert verdicts.tally(t2, "Does Smooth-Distill beat multitask?")["rows"] == 2
 
 
@@ -329,7 +338,7 @@ def test_lambdas_across_two_experiments_bootstrap_windows_from_each_ones_predict
     records.combine reads each run's predictions where it is kept."""
     from pathlib import Path
 
-    from smoothdistill_lib import predictions, records
+    from smoothdistill_lib import records
 
     rng = np.random.default_rng(1)
     truth = rng.integers(0, 3, 30)
@@ -355,7 +364,7 @@ def test_lambdas_across_two_experiments_bootstrap_windows_from_each_ones_predict
     both = records.combine(parts)
     assert both.has_predictions("long-0") and both.has_predictions("long_lambda-2") and not both.has_predictions("x")
     t = verdicts.compare_lambdas(both, reference=0.5, n_boot=300)
-    assert len(t) == 2 and t["interval"].str.startswith("paired bootstrap over 30 test windows and 3 seeds").all()
+    assert len(t) == 2 and t["interval"].str.contains("paired bootstrap over 30 test windows and 3 seeds").all()
     # the same rows as a plain frame: no predictions, so the seed t
     assert verdicts.compare_lambdas(both.df, reference=0.5)["interval"].str.startswith("paired t over 3 seeds").all()
     with pytest.raises(KeyError, match="not among the records of long, long_lambda"):
