@@ -8,7 +8,7 @@ MyST, so ``$math$`` and links to other chapters work), JupyterLab and Colab all 
     say(f"A fold has **{num(steps)}** optimizer steps, so $a^{{{steps}}}$ = {a ** steps:.3f}.")
 
 Formatting helpers: :func:`num` (thousands separators, fixed decimals), :func:`pct` (a share as a
-percentage), :func:`listing` ("a, b and c"). Plain CommonMark only: no MyST roles or directives.
+percentage), :func:`listing` ("a, b and c"), :func:`span` ("3" or "2-3"). Plain CommonMark only: no MyST roles or directives.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["say", "num", "pct", "listing", "Markdown"]
+__all__ = ["say", "num", "pct", "listing", "span", "Markdown"]
 
 
 class Markdown:
@@ -87,3 +87,13 @@ def listing(items: Iterable[Any], last: str = "and") -> str:
     if len(words) <= 1:
         return "".join(words)
     return f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def span(values: Iterable[Any]) -> str:
+    """The range of whole numbers such as run counts, ``'2-3'``, or one number, ``'3'``, when all are
+    equal (``'3-3 seeds'`` reads as a typo)."""
+    vals = [int(v) for v in values]
+    if not vals:
+        raise ValueError("span: no values")
+    lo, hi = min(vals), max(vals)
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"

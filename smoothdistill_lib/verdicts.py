@@ -311,7 +311,8 @@ def sentence(row, family: int | None = None) -> str:
 
 def brief(table: pd.DataFrame | None, dataset: str, question: str, task: int = 1, protocol: str | None = None) -> str:
     """One case of a :func:`compare` table in a few words, by the verdict rule: "+2.46 points (95 %
-    seed interval -2.3 to +7.2, 3 seeds: cannot tell)"; "not in the records" when absent."""
+    seed interval -2.3 to +7.2, 3 seeds: cannot tell)"; a direction that Holm's adjustment over the
+    table's family does not keep says so; "not in the records" when absent."""
     if table is None or table.empty:
         return "not in the records"
     rows = table[(table["dataset"] == dataset) & (table["question"] == question) & (table["task"] == task)]
@@ -323,6 +324,8 @@ def brief(table: pd.DataFrame | None, dataset: str, question: str, task: int = 1
     kind = {"seeds": "seed interval" if not r["test_sampling"] else "interval over seeds and test windows",
             "resamples": "corrected resampled interval"}[r["design"]]
     what = {1: "A better", -1: "A worse", 0: "cannot tell"}[direction(r)]
+    if direction(r) and not r["p_holm"] < 0.05:  # a direction the family's adjustment does not keep
+        what += f", only without Holm's adjustment for the {table.attrs.get('family', len(table))} comparisons"
     return f"{r['effect']:+.2f} points (95 % {kind} {r['ci_low']:+.1f} to {r['ci_high']:+.1f}, {int(r['n'])} runs: {what})"
 
 
@@ -336,14 +339,18 @@ def sentences(table: pd.DataFrame, question: str | None = None) -> list[str]:
 def lambda_directions(table: pd.DataFrame, task: int, dataset: str | None = None) -> str:
     """One task of a :func:`compare_lambdas` table in a few words, by the verdict rule: "worse at 0,
     0.1; better at none; cannot tell at 1" (each lambda against the table's reference; "none" where
-    no lambda falls in a group). ``dataset``: one dataset's rows (default: every row)."""
+    no lambda falls in a group; a direction whose Holm-adjusted p over the table is not below 0.05
+    is marked "only without Holm's adjustment"). ``dataset``: one dataset's rows (default: all)."""
     rows = table[table["task"] == task]
     if dataset is not None:
         rows = rows[rows["dataset"] == dataset]
     if rows.empty:
         raise ValueError(f"lambda_directions: no rows for task {task}" + (f" on {dataset}" if dataset else ""))
-    pick = {k: ", ".join(r["a"].split()[1] for _, r in rows.iterrows() if direction(r) == k) or "none"
-            for k in (-1, 1, 0)}
+    def named(r) -> str:  # a direction that Holm's adjustment over the table's family does not keep, marked
+        lam = r["a"].split()[1]
+        return lam if direction(r) == 0 or r["p_holm"] < 0.05 else f"{lam} (only without Holm's adjustment)"
+
+    pick = {k: ", ".join(named(r) for _, r in rows.iterrows() if direction(r) == k) or "none" for k in (-1, 1, 0)}
     return f"worse at {pick[-1]}, better at {pick[1]}, cannot tell at {pick[0]}"
 
 

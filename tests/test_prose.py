@@ -45,3 +45,11 @@ def test_pct_and_listing():
     assert prose.pct(0.1234) == "12.3%" and prose.pct(np.float64(1), 0) == "100%" and prose.pct(float("nan")) == "n/a"
     assert prose.listing([]) == "" and prose.listing(["a"]) == "a"
     assert prose.listing([1, 2, 3]) == "1, 2 and 3" and prose.listing("xy", last="or") == "x or y"
+
+
+def test_span_is_one_number_when_the_counts_agree():
+    from smoothdistill_lib.prose import span
+
+    assert span([3, 3, 3]) == "3" and span([2, 3]) == "2-3" and span([1200, 15]) == "15-1,200"
+    with pytest.raises(ValueError, match="no values"):
+        span([])

@@ -317,6 +317,12 @@ def test_lambdas_are_compared_with_the_reference_pairwise_not_ranked():
     assert verdicts.lambda_directions(both, task=2, dataset="wisdm") == "worse at 0.1, better at none, cannot tell at 1"
     with pytest.raises(ValueError, match="no rows for task 1 on sleepsim"):
         verdicts.lambda_directions(both, task=1, dataset="sleepsim")
+    # a direction Holm's adjustment over the table does not keep is marked, in both summaries
+    weak = both.assign(p_holm=np.where((both["a"] == "lambda 0.1") & (both["task"] == 1), 0.2, both["p_holm"]))
+    assert verdicts.lambda_directions(weak, task=1) == (
+        "worse at 0.1 (only without Holm's adjustment), better at none, cannot tell at 1")
+    assert verdicts.brief(weak[weak["a"] == "lambda 0.1"], "wisdm", "lambda = 0.1 against lambda = 0.5").endswith(
+        f"A worse, only without Holm's adjustment for the {both.attrs['family']} comparisons)")
 
 
 def test_one_seed_is_a_difference_without_an_interval_and_cells_split_by_model_and_ratio():
