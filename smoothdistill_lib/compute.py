@@ -258,7 +258,7 @@ def method_cost(
 
 def gpu_hours_estimate(steps: float) -> tuple[float, float]:
     """GPU-hours for ``steps`` optimizer steps at :data:`GPU_STEP_SECONDS_ASSUMED` (low, high): an
-    estimate, never a measurement. Validation passes are not added (3-7 % of an epoch on one CPU
+    estimate, never a measurement. Validation passes are not added (7-12 % of a long epoch on one CPU
     core, ``benchmarks/bench_arch.py``)."""
     if not steps >= 0:
         raise ValueError(f"gpu_hours_estimate: steps must be a number >= 0, got {steps!r}")
