@@ -266,12 +266,17 @@ def grid_progress(plan, df: pd.DataFrame | None) -> pd.DataFrame:
     return out
 
 
+def steps_per_run(runs: pd.DataFrame) -> pd.Series:
+    """Optimizer steps of each run (one row per run): epochs x batches per epoch (one stage)."""
+    return runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])
+
+
 def run_cost(df: pd.DataFrame) -> pd.DataFrame:
     """Median training minutes and optimizer steps per run (steps = epochs that ran x batches per
     epoch), per (dataset, protocol) and method: what one more run of a grid costs on its device."""
     runs = df.drop_duplicates("run_id")
     runs = runs.assign(minutes=runs["train_seconds"] / 60,
-                       steps=runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"]))
+                       steps=steps_per_run(runs))
     return runs.pivot_table(index=["dataset", "protocol"], columns="method", values=["minutes", "steps"],
                             aggfunc="median").round(1)
 
@@ -291,7 +296,7 @@ def cost_per_model(df: pd.DataFrame, reference: str = "mtlnet") -> pd.DataFrame:
         if runs[c].nunique() > 1:
             raise ValueError(f"cost_per_model: the runs mix {c}s {sorted(map(str, runs[c].unique()))}; give one")
     median, _how = median_epoch_seconds(runs, ["method", "model"])
-    steps = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).groupby(runs["model"]).median()
+    steps = steps_per_run(runs).groupby(runs["model"]).median()
     out = pd.DataFrame({"runs": runs.groupby("model").size(), "steps per run": steps,
                         "minutes per run": median.droplevel("method") / 60})
     out["ms per step"] = 60_000 * out["minutes per run"] / out["steps per run"]
@@ -317,7 +322,7 @@ def programme_estimate(plans: dict[str, list], frames: dict[str, pd.DataFrame | 
     for df in frames.values():
         if df is not None and not df.empty:
             runs = df.drop_duplicates("run_id")
-            per = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).groupby(
+            per = steps_per_run(runs).groupby(
                 [runs["dataset"], runs["model"], runs["train_ratio"].map(ratio)])
             for key, v in per.median().items():
                 steps_seen.setdefault(key, v)
@@ -367,7 +372,7 @@ def at_scales(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
         if len(modes) != 1 or len(decays) != 1:
             raise ValueError(f"at_scales: the runs of {name!r} mix run modes {list(modes)} or EMA decays "
                              f"{list(decays)}; give one frame per mode and decay")
-        steps = (runs["epochs"] * np.ceil(runs["n_fit"] / runs["batch_size"])).astype(int)
+        steps = steps_per_run(runs).astype(int)
         lo, hi = int(steps.min()), int(steps.max())
         span = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
         parts.append(df.assign(scale=f"{modes[0]}: a = {float(decays[0]):g}, {span} steps"))
