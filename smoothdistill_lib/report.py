@@ -359,7 +359,9 @@ def display_frame(t: pd.DataFrame) -> pd.DataFrame:
     numeric = [c for c in out.columns
                if pd.api.types.is_numeric_dtype(out[c]) and not pd.api.types.is_bool_dtype(out[c])]
     decimals = {c: _column_decimals(out[c]) for c in numeric}
-    leaf = {c: c[-1] if isinstance(c, tuple) else c for c in numeric}
+    # a column's quantity is its last non-empty level: ("n", "", "") is "n", not "" (which every
+    # index column of a MultiIndex table also ends in)
+    leaf = {c: next((x for x in reversed(c) if x != ""), "") if isinstance(c, tuple) else c for c in numeric}
     for c in numeric:  # one format per quantity: the same leaf name under several groups
         same = [d for d in numeric if leaf[d] == leaf[c]]
         if len(same) > 1 and not all(pd.api.types.is_integer_dtype(out[d]) for d in same):

@@ -444,6 +444,13 @@ def test_one_number_format_per_quantity():
     # counts stay integers even beside floats of the same name
     n = pd.DataFrame({("a", "n"): [3, 4], ("b", "n"): [5, 6], ("a", "x"): [0.5, 1.0]})
     assert report.display_frame(n)[("a", "n")].tolist() == ["3", "4"]
+    # a float index level (lambda) and the count column both end in "" under a MultiIndex: still two quantities
+    cols = pd.MultiIndex.from_tuples([(1, "test", "accuracy", s) for s in ("mean", "sd", "n")],
+                                     names=["task", "split", "metric", "stat"])
+    lam = pd.DataFrame([[68.26, 0.15, 3], [67.03, 0.62, 3]], columns=cols,
+                       index=pd.MultiIndex.from_tuples([("wisdm", 0.5), ("wisdm", 0.001)], names=["dataset", "lam"]))
+    f = report.display_frame(lam)
+    assert f.iloc[:, 1].tolist() == ["0.500", "0.001"] and f.iloc[:, -1].tolist() == ["3", "3"]
 
 
 def test_to_html_keeps_numbers_and_short_labels_whole_and_lets_names_break():
