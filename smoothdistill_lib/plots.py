@@ -260,14 +260,35 @@ def plot_confusion(
 ERRORBARS = {"t95": _t_ci, "range": ("pi", 100)}
 
 
+def _facets(d: pd.DataFrame, row: str | None, col: str | None) -> tuple[list, list]:
+    """The panel rows and columns of ``d``: the sorted values of ``row`` and ``col`` (``[None]`` without)."""
+    return (sorted(d[row].unique(), key=str) if row else [None],
+            sorted(d[col].unique(), key=str) if col else [None])
+
+
+def _panels(d: pd.DataFrame, axes, row: str | None, rows: list, col: str | None, cols: list):
+    """Yield ``(i, j, ax, sub, rv, cv)`` for each panel that has data (``sub``: its rows of ``d``);
+    a panel without data is hidden rather than drawn empty."""
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            sub = d
+            if row:
+                sub = sub[sub[row] == rv]
+            if col:
+                sub = sub[sub[col] == cv]
+            if sub.empty:
+                axes[i, j].set_visible(False)
+                continue
+            yield i, j, axes[i, j], sub, rv, cv
+
+
 def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylabel: str, what: str,
                  hue_order: Sequence | None = None, errorbar: str = "t95") -> Figure:
     _need(df, [x, y, hue, col, row], what)
     if errorbar not in ERRORBARS:
         raise ValueError(f"{what}: errorbar={errorbar!r}; choose one of {sorted(ERRORBARS)}")
     d = df.dropna(subset=[y]).copy()
-    rows = sorted(d[row].unique(), key=str) if row else [None]
-    cols = sorted(d[col].unique(), key=str) if col else [None]
+    rows, cols = _facets(d, row, col)
     hues = list(hue_order) if hue_order else (_order(d[hue].astype(str)) if hue else None)
     if hue:
         d[hue] = d[hue].astype(str)
@@ -278,28 +299,18 @@ def _facet_lines(df, x, y, hue, col, row, categorical_x: bool, xlabel: str, ylab
     if categorical_x:  # evenly spaced, so lambda = 0 and 0.001 are both visible (no log of 0)
         d["_x"] = d[x].map({v: i for i, v in enumerate(xs)})
     fig, axes = _figure(len(rows), len(cols), sharey="row")
-    for i, rv in enumerate(rows):
-        for j, cv in enumerate(cols):
-            ax = axes[i, j]
-            sub = d
-            if row:
-                sub = sub[sub[row] == rv]
-            if col:
-                sub = sub[sub[col] == cv]
-            if sub.empty:
-                ax.set_visible(False)
-                continue
-            sns.lineplot(data=sub, x="_x" if categorical_x else x, y=y, hue=hue, hue_order=hues,
-                         errorbar=ERRORBARS[errorbar], err_style="bars", marker="o", markersize=4,
-                         linewidth=1.2, linestyle="" if names else "-", ax=ax,
-                         legend=(i == 0 and j == 0) and hue is not None,
-                         palette=sns.color_palette("tab10", len(hues)) if hue else None)
-            if categorical_x:
-                ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, int | float) else str(v) for v in xs])
-            parts = [f"{row} {rv}" if row else "", f"{col} {cv}" if col else ""]
-            ax.set_title(", ".join(p for p in parts if p), fontsize="small")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel if j == 0 else "")
+    for i, j, ax, sub, rv, cv in _panels(d, axes, row, rows, col, cols):
+        sns.lineplot(data=sub, x="_x" if categorical_x else x, y=y, hue=hue, hue_order=hues,
+                     errorbar=ERRORBARS[errorbar], err_style="bars", marker="o", markersize=4,
+                     linewidth=1.2, linestyle="" if names else "-", ax=ax,
+                     legend=(i == 0 and j == 0) and hue is not None,
+                     palette=sns.color_palette("tab10", len(hues)) if hue else None)
+        if categorical_x:
+            ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, int | float) else str(v) for v in xs])
+        parts = [f"{row} {rv}" if row else "", f"{col} {cv}" if col else ""]
+        ax.set_title(", ".join(p for p in parts if p), fontsize="small")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel if j == 0 else "")
     _figure_legend(fig, axes, drop=(hue,))
     return fig
 
@@ -506,35 +517,24 @@ def plot_methods_ci(
     d = df.dropna(subset=[y]).copy()
     d[method] = d[method].astype(str)
     order = _order(d[method])
-    rows = sorted(d[row].unique(), key=str) if row else [None]
-    cols = sorted(d[col].unique(), key=str) if col else [None]
+    rows, cols = _facets(d, row, col)
     fig = Figure(figsize=(MAX_WIDTH, (0.28 * len(order) + 0.7) * len(rows) + 0.3), layout="constrained")
     axes = fig.subplots(len(rows), len(cols), squeeze=False, sharey=True)
     labels = dict(labels or {})
-    for i, rv in enumerate(rows):
-        for j, cv in enumerate(cols):
-            ax = axes[i, j]
-            sub = d
-            if row:
-                sub = sub[sub[row] == rv]
-            if col:
-                sub = sub[sub[col] == cv]
-            if sub.empty:
-                ax.set_visible(False)
+    for i, j, ax, sub, rv, cv in _panels(d, axes, row, rows, col, cols):
+        for k, m in enumerate(order):
+            s = summary(sub.loc[sub[method] == m, y])
+            if s["n"] == 0:
                 continue
-            for k, m in enumerate(order):
-                s = summary(sub.loc[sub[method] == m, y])
-                if s["n"] == 0:
-                    continue
-                lo, hi = (s["ci_low"], s["ci_high"]) if s["n"] > 1 else (s["mean"], s["mean"])
-                ax.errorbar(s["mean"], k, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", capsize=3,
-                            color=sns.color_palette("tab10")[k % 10], markersize=4)
-            ax.set_yticks(range(len(order)), [labels.get(m, m) for m in order])
-            ax.set_ylim(len(order) - 0.5, -0.5)
-            ax.grid(axis="x", alpha=0.3)
-            parts = [f"{rv}" if row else "", f"{cv} protocol" if col == "protocol" else (f"{cv}" if col else "")]
-            ax.set_title(", ".join(p for p in parts if p))
-            ax.set_xlabel(f"{y} (%), mean and 95 % CI" if i == len(rows) - 1 else "")
+            lo, hi = (s["ci_low"], s["ci_high"]) if s["n"] > 1 else (s["mean"], s["mean"])
+            ax.errorbar(s["mean"], k, xerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", capsize=3,
+                        color=sns.color_palette("tab10")[k % 10], markersize=4)
+        ax.set_yticks(range(len(order)), [labels.get(m, m) for m in order])
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.grid(axis="x", alpha=0.3)
+        parts = [f"{rv}" if row else "", f"{cv} protocol" if col == "protocol" else (f"{cv}" if col else "")]
+        ax.set_title(", ".join(p for p in parts if p))
+        ax.set_xlabel(f"{y} (%), mean and 95 % CI" if i == len(rows) - 1 else "")
     return fig
 
 

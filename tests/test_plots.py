@@ -129,6 +129,10 @@ def test_plot_ratio_curves_grid():
     assert labels == ["mtlnet", "lstm", "gru"]  # architecture order, not input order
     one = plot_ratio_curves(pd.DataFrame(rows).query("dataset == 'wisdm'"), row=None)
     assert len(_visible(one)) == 2
+    # a panel without runs (no task 2 on sleepsim) is hidden, not drawn empty
+    gap = plot_ratio_curves(pd.DataFrame(rows).query("not (dataset == 'sleepsim' and task == 2)"))
+    assert [ax.get_title() for ax in _visible(gap)] == ["dataset sleepsim, task 1", "dataset wisdm, task 1",
+                                                        "dataset wisdm, task 2"]
 
 
 def test_bar_with_ci():
