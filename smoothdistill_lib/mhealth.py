@@ -25,7 +25,13 @@ import numpy as np
 import pandas as pd
 
 from smoothdistill_lib.errors import warn_incomplete
-from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
+from smoothdistill_lib.recordings import (
+    FLOAT32_OVERFLOW,
+    Recording,
+    as_float32,
+    make_frame,
+    sessions_from_runs,
+)
 
 ACTIVITY_NAMES = [
     "null", "standing", "sitting", "lying", "walking", "stairs", "waist_bends", "frontal_arms",
@@ -86,18 +92,11 @@ def _scan_for_error(path: Path) -> ValueError:
                 )
             if not np.isfinite(values).all():
                 return ValueError(f"{path}, line {lineno}: non-finite value")
-            if not np.isfinite(_as_float32(values)).all():
+            if not np.isfinite(as_float32(values)).all():
                 return ValueError(
-                    f"{path}, line {lineno}: value out of range: it does not fit in float32 (the training "
-                    f"dtype, largest {np.finfo(np.float32).max:.3g}) and would load as inf"
+                    f"{path}, line {lineno}: value out of range: {FLOAT32_OVERFLOW}"
                 )
     return ValueError(f"{path}: could not be parsed as an MHEALTH log")
-
-
-def _as_float32(values) -> np.ndarray:
-    """``values`` cast to float32, overflow silently giving inf (the callers report it)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(values, dtype=np.float64).astype(np.float32)
 
 
 def read_log(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +111,7 @@ def read_log(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         raise _scan_for_error(path) from e
     values = df.to_numpy()
     # finite in float32 too (checked after the cast): the signals are trained on as float32
-    if values.shape[1] != N_COLUMNS or not np.isfinite(_as_float32(values)).all():
+    if values.shape[1] != N_COLUMNS or not np.isfinite(as_float32(values)).all():
         raise _scan_for_error(path)
     labels = values[:, LABEL_COLUMN]
     if ((labels != np.round(labels)) | (labels < 0) | (labels >= len(ACTIVITY_NAMES))).any():

@@ -521,7 +521,7 @@ def plot_methods_ci(
     fig = Figure(figsize=(MAX_WIDTH, (0.28 * len(order) + 0.7) * len(rows) + 0.3), layout="constrained")
     axes = fig.subplots(len(rows), len(cols), squeeze=False, sharey=True)
     labels = dict(labels or {})
-    for i, j, ax, sub, rv, cv in _panels(d, axes, row, rows, col, cols):
+    for i, _j, ax, sub, rv, cv in _panels(d, axes, row, rows, col, cols):
         for k, m in enumerate(order):
             s = summary(sub.loc[sub[method] == m, y])
             if s["n"] == 0:

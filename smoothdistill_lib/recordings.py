@@ -14,6 +14,9 @@ import pandas as pd
 
 #: the signal channels of the shipped datasets (tri-axial accelerometers)
 CHANNELS = ("x", "y", "z")
+#: why a finite value of a raw file is still refused: every loader says it in these words
+FLOAT32_OVERFLOW = (f"it does not fit in float32 (the training dtype, largest {np.finfo(np.float32).max:.3g}) "
+                    "and would load as inf")
 #: columns of :attr:`Recording.frame` besides the channels, and their dtypes (channels are float32)
 LABEL_COLUMNS = {
     "subject": "int32",  # subject id as in the dataset (WISDM 1600.., MHEALTH 1..10, sleep 1..)
@@ -101,3 +104,10 @@ def sessions_from_runs(*keys: np.ndarray) -> np.ndarray:
         k = np.asarray(k)
         change[1:] |= k[1:] != k[:-1]
     return (np.cumsum(change) - 1).astype(np.int32)
+
+
+def as_float32(values) -> np.ndarray:
+    """``values`` cast to float32, overflow silently giving inf: the loaders check the result and
+    report such a value with :data:`FLOAT32_OVERFLOW` (1e39 is finite in float64, inf in float32)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(values, dtype=np.float64).astype(np.float32)

@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
+from smoothdistill_lib.recordings import (
+    FLOAT32_OVERFLOW,
+    Recording,
+    as_float32,
+    make_frame,
+    sessions_from_runs,
+)
 
 #: Table 2 order (label 1..12 in the paper, ids 0..11 here) and the angle of the body's rotation
 #: about its long axis, in degrees
@@ -109,18 +115,11 @@ def _scan_for_error(path: Path, lines: list[str], first_data: int, fmt: str) -> 
             )
         if not np.isfinite([float(f) for f in fields]).all():
             return ValueError(f"{path}, line {lineno + 1}: non-finite value in {lines[lineno][:80]!r}")
-        if not np.isfinite(_as_float32([float(f) for f in fields[-3:]])).all():
+        if not np.isfinite(as_float32([float(f) for f in fields[-3:]])).all():
             return ValueError(
-                f"{path}, line {lineno + 1}: value out of range in {lines[lineno][:80]!r}: it does not fit "
-                f"in float32 (the training dtype, largest {np.finfo(np.float32).max:.3g}) and would load as inf"
+                f"{path}, line {lineno + 1}: value out of range in {lines[lineno][:80]!r}: {FLOAT32_OVERFLOW}"
             )
     return ValueError(f"{path}: could not be parsed as an {fmt} sleep file")
-
-
-def _as_float32(values) -> np.ndarray:
-    """``values`` cast to float32, overflow silently giving inf (the callers report it)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(values, dtype=np.float64).astype(np.float32)
 
 
 def read_file(path: Path | str) -> np.ndarray:
@@ -138,7 +137,7 @@ def read_file(path: Path | str) -> np.ndarray:
         raise _scan_for_error(path, lines, first_data, fmt) from e
     if values.shape[1] != (4 if fmt == "F1" else 3):
         raise _scan_for_error(path, lines, first_data, fmt)
-    xyz = _as_float32(values[:, -3:])
+    xyz = as_float32(values[:, -3:])
     # checked after the cast (the first, ignored F1 column must be finite too: a damaged line)
     if not (np.isfinite(xyz).all() and np.isfinite(values).all()):
         raise _scan_for_error(path, lines, first_data, fmt)

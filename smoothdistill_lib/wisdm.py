@@ -52,7 +52,13 @@ import pandas as pd
 
 from smoothdistill_lib import config
 from smoothdistill_lib.errors import warn_incomplete
-from smoothdistill_lib.recordings import Recording, make_frame, sessions_from_runs
+from smoothdistill_lib.recordings import (
+    FLOAT32_OVERFLOW,
+    Recording,
+    as_float32,
+    make_frame,
+    sessions_from_runs,
+)
 
 ACTIVITY_CODES = "ABCDEFGHIJKLMOPQRS"  # A..S without N, as in activity_key.txt
 ACTIVITY_NAMES = [
@@ -141,18 +147,11 @@ def _scan_for_error(path: Path, text: str, subject: int) -> ValueError:
             return ValueError(f"{where}: subject {subj} differs from the file name's subject {subject}")
         if ts < 0 or not all(math.isfinite(v) for v in xyz):
             return ValueError(f"{where}: malformed WISDM line {line!r}: negative timestamp or non-finite value")
-        if not np.isfinite(_as_float32(xyz)).all():
+        if not np.isfinite(as_float32(xyz)).all():
             return ValueError(
-                f"{where}: value out of range in {line!r}: it does not fit in float32 (the training dtype, "
-                f"largest {np.finfo(np.float32).max:.3g}) and would load as inf"
+                f"{where}: value out of range in {line!r}: {FLOAT32_OVERFLOW}"
             )
     return ValueError(f"{path}: could not be parsed as WISDM raw data (no single bad line found)")
-
-
-def _as_float32(values) -> np.ndarray:
-    """``values`` cast to float32, overflow silently giving inf (the callers report it)."""
-    with np.errstate(over="ignore"):
-        return np.asarray(values, dtype=np.float64).astype(np.float32)
 
 
 def _pyarrow_csv():
@@ -219,7 +218,7 @@ def read_file(path: Path | str) -> dict[str, np.ndarray]:
         | (df["subject"].to_numpy() != subject)
     )
     # checked AFTER the cast to float32: a finite float64 such as 1e39 becomes inf there
-    xyz = _as_float32(df[["x", "y", "z"]].to_numpy(dtype=np.float64))
+    xyz = as_float32(df[["x", "y", "z"]].to_numpy(dtype=np.float64))
     bad |= ~np.isfinite(xyz).all(axis=1) | (df["timestamp"].fillna(0).to_numpy() < 0)
     if bad.any():
         raise _scan_for_error(path, raw.decode("utf-8", errors="replace"), subject)
