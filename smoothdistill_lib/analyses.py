@@ -391,6 +391,15 @@ def role_name(role: str) -> str:
     return ROLE_NAMES.get(role) or (METHODS[role].label if role in METHODS else role)
 
 
+#: roles whose prose name is plural ("EMA weights alone are ...")
+PLURAL_ROLES = frozenset({"ema_weights"})
+
+
+def role_is(role: str) -> str:
+    """The verb prose uses after :func:`role_name` ``(role)``: "are" for a plural name, else "is"."""
+    return "are" if role in PLURAL_ROLES else "is"
+
+
 def ranking(df: pd.DataFrame, task: int = 1, split: str = "test", metric: str = "accuracy",
             lam: float = 0.5) -> pd.DataFrame:
     """Every role (:func:`as_roles`) of each dataset x protocol ordered best first by its mean

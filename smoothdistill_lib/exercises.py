@@ -472,8 +472,7 @@ def _check_4_1(flat_dim_128, n_params_128, N_CLASSES):
 def _wisdm_steps_per_epoch() -> int:
     """Optimizer steps per epoch of WISDM's fold 1 (documented size, paper protocol, the default batch):
     the row of chapter 5's horizons table, recomputed here from the library."""
-    n = len(windows.window_starts(sum(wisdm.DOCUMENTED_ROWS.values()), length=100, step=60))
-    fit = len(splits.paper_split(n, seed=42).folds[0][0])
+    fit = len(splits.paper_split(wisdm.PAPER_WINDOWS, seed=42).folds[0][0])
     return run_scale(fit, engine.TrainConfig(epochs=1).batch_size, 1, 0.5)["steps/epoch"]
 
 

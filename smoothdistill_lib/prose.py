@@ -8,7 +8,8 @@ MyST, so ``$math$`` and links to other chapters work), JupyterLab and Colab all 
     say(f"A fold has **{num(steps)}** optimizer steps, so $a^{{{steps}}}$ = {a ** steps:.3f}.")
 
 Formatting helpers: :func:`num` (thousands separators, fixed decimals), :func:`pct` (a share as a
-percentage), :func:`listing` ("a, b and c"), :func:`span` ("3" or "2-3"). Plain CommonMark only: no MyST roles or directives.
+percentage), :func:`listing` ("a, b and c"), :func:`span` ("3" or "2-3"), :func:`count` ("1 seed",
+"3 seeds"). Plain CommonMark only: no MyST roles or directives.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["say", "num", "pct", "listing", "span", "Markdown"]
+__all__ = ["say", "num", "pct", "listing", "span", "count", "Markdown"]
 
 
 class Markdown:
@@ -97,3 +98,12 @@ def span(values: Iterable[Any]) -> str:
         raise ValueError("span: no values")
     lo, hi = min(vals), max(vals)
     return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
+
+
+def count(n: Any, noun: str, plural: str | None = None) -> str:
+    """``n`` whole things with the noun in agreement: ``'1 seed'``, ``'3 seeds'``, ``'1,000 windows'``
+    (``plural`` for an irregular noun: ``count(2, 'fold', 'folds')``). Never ``'seed(s)'``."""
+    k = int(n)
+    if k != n:
+        raise ValueError(f"count: {n!r} is not a whole number")
+    return f"{k:,} {noun if k == 1 else (plural or noun + 's')}"

@@ -26,13 +26,10 @@ import numpy as np
 import pandas as pd
 
 from smoothdistill_lib import predictions, stats
-from smoothdistill_lib.analyses import ROLES, role_name
+from smoothdistill_lib.analyses import ROLES, role_is, role_name
+from smoothdistill_lib.prose import count
 from smoothdistill_lib.records import Records
-from smoothdistill_lib.windows import window_starts
-from smoothdistill_lib.wisdm import DOCUMENTED_ROWS
-
-#: WISDM windows of the whole archive in the paper's stream (phone rows, then watch rows): 143,023
-PAPER_WISDM_WINDOWS = len(window_starts(sum(DOCUMENTED_ROWS.values()), length=100, step=60))
+from smoothdistill_lib.wisdm import PAPER_WINDOWS
 
 #: (key, role a, role b, the question): a - b is the effect. Roles are those of analyses.ROLES
 #: (networks of Smooth-Distill runs at lambda 0 and 0.5) or a baseline method's student.
@@ -292,12 +289,13 @@ def sentence(row, family: int | None = None) -> str:
     won = f"ahead in {row['p_win']:.0%} of {int(row['n'])} paired runs"
     sign = direction(row)
     if sign:
-        verb = "is more accurate than" if sign > 0 else "is less accurate than"
+        verb = f"{role_is(row['a'])} {'more' if sign > 0 else 'less'} accurate than"
         text = f"{where(row)}: {a} {verb} {b} ({interval}; {won})."
         if family and row["p_holm"] >= 0.05:
             text += f" Not after adjusting for the {family} comparisons asked (Holm p = {row['p_holm']:.2f})."
         return text
-    text = f"{where(row)}: the data cannot tell whether {a} is more accurate than {b} ({interval}; {won})."
+    text = (f"{where(row)}: the data cannot tell whether {a} {role_is(row['a'])} more accurate than {b} "
+            f"({interval}; {won}).")
     if row["design"] == "resamples":
         need = row["pairs_needed"]
         if need is None or (isinstance(need, float) and np.isnan(need)):
@@ -378,7 +376,7 @@ def headline(table: pd.DataFrame, question: str) -> str | None:
         return None
     family = table.attrs.get("family", len(table))
     a, b = (role_name(rows.iloc[0][k]) for k in ("a", "b"))
-    a = a[:1].upper() + a[1:]
+    a, be = a[:1].upper() + a[1:], role_is(rows.iloc[0]["a"])
     signs = [direction(r) for _, r in rows.iterrows()]
     n, unsure = len(signs), signs.count(0)
 
@@ -395,9 +393,9 @@ def headline(table: pd.DataFrame, question: str) -> str | None:
 
     parts = []
     if 1 in signs:
-        parts.append(f"{a} is more accurate than {b} on {cases(1)}")
+        parts.append(f"{a} {be} more accurate than {b} on {cases(1)}")
     if -1 in signs:
-        parts.append(f"{a} is less accurate than {b} on {cases(-1)}")
+        parts.append(f"{a} {be} less accurate than {b} on {cases(-1)}")
     if not parts:
         return f"{a} against {b}: the data cannot tell in any of the {n} cases (dataset, protocol, task)."
     text = ", and ".join(parts)
@@ -443,14 +441,15 @@ def scope(records: Records, table: pd.DataFrame | None = None) -> str:
     parts = [f"{len(runs)} runs of the `{records.name}` grid"]
     if design == "resamples":
         lo, hi = int(per.min()), int(per.max())
-        parts.append(f"{lo if lo == hi else f'{lo} to {hi}'} resample(s) of test split and seed per cell")
+        parts.append(f"{count(lo, 'resample')} of test split and seed per cell" if lo == hi
+                     else f"{lo} to {hi} resamples of test split and seed per cell")
     else:
-        parts.append(f"{int(runs['seed'].nunique())} seed(s) on one fixed split per cell")
+        parts.append(f"{count(runs['seed'].nunique(), 'seed')} on one fixed split per cell")
     wisdm = [records.records[r]["data"]["n_windows"] for r in runs.loc[(runs["dataset"] == "wisdm")
                                                                          & (runs["protocol"] == "paper"), "run_id"]]
     if wisdm:
         parts.append(f"WISDM: the {max(wisdm):,} windows of the subjects present, "
-                     f"{max(wisdm) / PAPER_WISDM_WINDOWS:.0%} of the paper's {PAPER_WISDM_WINDOWS:,}")
+                     f"{max(wisdm) / PAPER_WINDOWS:.0%} of the paper's {PAPER_WINDOWS:,}")
     if "sleepsim" in set(runs["dataset"]):
         parts.append("sleep postures: simulated data (the paper's recordings are not public)")
     parts.append("MTL-net, $\\lambda = 0.5$, the paper's decay $a = 0.999$")
@@ -498,4 +497,4 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["question", "case"])
 
 
-__all__ = ["PAPER_WISDM_WINDOWS", "answers", "brief", "compare_lambdas", "disagreement_table", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+__all__ = ["answers", "brief", "compare_lambdas", "disagreement_table", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

@@ -53,3 +53,11 @@ def test_span_is_one_number_when_the_counts_agree():
     assert span([3, 3, 3]) == "3" and span([2, 3]) == "2-3" and span([1200, 15]) == "15-1,200"
     with pytest.raises(ValueError, match="no values"):
         span([])
+
+
+def test_count_agrees_with_its_number():
+    assert prose.count(1, "seed") == "1 seed" and prose.count(np.int64(3), "seed") == "3 seeds"
+    assert prose.count(1000.0, "window") == "1,000 windows" and prose.count(0, "run") == "0 runs"
+    assert prose.count(2, "repetition", "repetitions") == "2 repetitions" and prose.count(2, "child", "children") == "2 children"
+    with pytest.raises(ValueError, match="2.5 is not a whole number"):
+        prose.count(2.5, "seed")

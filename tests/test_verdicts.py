@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smoothdistill_lib import predictions, stats, verdicts
+from smoothdistill_lib import predictions, stats, verdicts, wisdm
 from smoothdistill_lib.stats import DesignError
 
 
@@ -145,6 +145,22 @@ ACC = {(0.0, "student"): [60, 62, 61, 63, 64], (0.0, "teacher"): [63, 66, 64, 66
        (0.5, "student"): [62, 63, 63, 64, 66], (0.5, "teacher"): [64, 65, 65, 66, 67]}
 
 
+def test_scope_counts_runs_and_resamples_and_names_the_data():
+    from types import SimpleNamespace
+
+    df = frame("resamples", ACC)
+    recs = SimpleNamespace(df=df, name="long_cv",
+                           records={rid: {"data": {"n_windows": 67796}} for rid in df["run_id"].unique()})
+    text = verdicts.scope(recs, table=verdicts.compare(FakeRecords(df)))
+    assert text.startswith("10 runs of the `long_cv` grid; 5 resamples of test split and seed per cell; ")
+    share = f"{67796 / wisdm.PAPER_WINDOWS:.0%}"
+    assert f"the 67,796 windows of the subjects present, {share} of the paper's" in text
+    assert "simulated" not in text and text.endswith("Holm's adjustment over the 8 comparisons asked.")
+    one = frame("seeds", {k: v[:1] for k, v in ACC.items()})
+    recs1 = SimpleNamespace(df=one, name="long", records={rid: {"data": {"n_windows": 10}} for rid in one["run_id"]})
+    assert "; 1 seed on one fixed split per cell; " in verdicts.scope(recs1)
+
+
 def test_compare_uses_the_corrected_t_on_a_resampled_grid_and_holm_over_its_family():
     t = verdicts.compare(FakeRecords(frame("resamples", ACC)))
     assert len(t) == 4 * 2 and set(t["design"]) == {"resamples"} and t.attrs["family"] == 8
@@ -234,13 +250,13 @@ def test_answers_lead_with_a_plain_headline_and_list_only_what_resolves():
     assert list(a)[:4] == [q for _, _, _, q in verdicts.QUESTIONS]
     avg = a["Does weight averaging alone beat multitask?"]
     # both intervals exclude zero, but Holm's p over the 10 comparisons is 0.05, not below it
-    assert avg.startswith("EMA weights alone is more accurate than multitask on WISDM with random windows, task 1; "
+    assert avg.startswith("EMA weights alone are more accurate than multitask on WISDM with random windows, task 1; "
                           "WISDM with unseen subjects, task 1 (only without Holm's adjustment for the 10 comparisons "
                           "asked).")
     strong = t.copy()
     strong.loc[strong["protocol"] == "paper", "p_holm"] = 0.01
     assert verdicts.headline(strong, "Does weight averaging alone beat multitask?") == (
-        "EMA weights alone is more accurate than multitask on WISDM with random windows, task 1, and, only without "
+        "EMA weights alone are more accurate than multitask on WISDM with random windows, task 1, and, only without "
         "Holm's adjustment for the 10 comparisons asked, on WISDM with unseen subjects, task 1.")
     # distillation: diffs 1, 0.5, 2 -> the seed t interval crosses zero: no direction anywhere
     assert a["Does distillation add to weight averaging?"] == (
