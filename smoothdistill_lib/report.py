@@ -424,6 +424,14 @@ def _fit_text(v, label: bool = False):
     return _LONG_TOKEN.sub(lambda m: re.sub(r"(?<=[_/+.&=?])(?=\w)", WBR, m.group(0)), v)
 
 
+def _fit_header(v):
+    """A header's text: as :func:`_fit_text`, and every name may also break after ``_ / +``
+    (``up_<wbr>right``). The book's CSS breaks headers only there and between words (never inside a
+    word: "epoch", not "epoc|h"), so a header column is as narrow as its longest piece."""
+    v = _fit_text(v)
+    return re.sub(r"(?<=[_/+])(?=\w)", WBR, v) if isinstance(v, str) else v
+
+
 def to_html(t: pd.DataFrame) -> str:
     """HTML of :func:`display_frame` ``(t)`` inside a wrapper (:data:`TABLE_STYLE`), laid out to fit
     the book's content column: see :func:`_fit_text` (the width is checked on the built pages by
@@ -436,11 +444,11 @@ def to_html(t: pd.DataFrame) -> str:
               if not (isinstance(t.index, pd.RangeIndex) and t.index.name is None)]
     for c in f.columns:
         f[c] = f[c].map(lambda v, lab=c in labels: _fit_text(v, label=lab))
-    # headers wrap between words (book.css), so they get the break hints but no no-break spaces
+    # headers wrap between words and at the break hints (book.css), never with no-break spaces
     if isinstance(f.columns, pd.MultiIndex):
-        f.columns = pd.MultiIndex.from_tuples([tuple(_fit_text(x) for x in c) for c in f.columns])
+        f.columns = pd.MultiIndex.from_tuples([tuple(_fit_header(x) for x in c) for c in f.columns])
     else:
-        f.columns = [_fit_text(c) for c in f.columns]
+        f.columns = [_fit_header(c) for c in f.columns]
     with pd.option_context("display.max_colwidth", None):
         body = f.to_html(index=False, na_rep="–", border=0, classes="dataframe sd-table", escape=True)
     return f'<div style="{TABLE_STYLE}">{body.replace(WBR, "<wbr>")}</div>'

@@ -202,7 +202,7 @@ def test_width_check_fails_a_wide_table_and_passes_a_narrow_one(tmp_path):
     narrow = _frame_html(["task 1 test accuracy (%)", "task 2 test accuracy (%)", "n"],
                          [["smooth_distill", "93.1 ± 0.4", "88.0 ± 1.2", "3"], ["multitask", "92.0 ± 0.5", "87.1 ± 0.9", "3"]])
     # 19 columns of counts (an activity-by-split table shown transposed): about 1,000 px even at 11 px
-    wide = _frame_html([f"activity_{k}" for k in range(18)] + ["total"],
+    wide = _frame_html([f"activity_<wbr>{k}" for k in range(18)] + ["total"],  # as report.to_html writes them
                        [["train", *["3,005"] * 18, "54,236"], ["test", *["755"] * 18, "13,560"]], index_name="")
     (tmp_path / "page.html").write_text(f"<p>text</p>{narrow}<p>more</p>{wide}")
     found = check_html.wide_tables(tmp_path / "page.html")
@@ -223,11 +223,17 @@ def test_width_estimate_follows_the_book_css():
     # one line per number: a no-break space never breaks, a plain one may
     assert check_html.wrapped_px("93.1\u00a0±\u00a00.4", 13.6) == pytest.approx(check_html.text_px("93.1 ± 0.4", 13.6))
     assert check_html.wrapped_px("93.1 ± 0.4", 13.6) < check_html.text_px("93.1 ± 0.4", 13.6)
-    # headers wrap at spaces and inside snake_case names; body cells only at spaces, hyphens and <wbr>
-    assert check_html.wrapped_px("same_moment_other_placement", 13.6, header=True) < \
+    # headers and body cells wrap at spaces, hyphens and <wbr> (report.to_html puts one after each "_" of
+    # a header), never inside a word (book.css: overflow-wrap: break-word)
+    hinted = "same_\u200bmoment_\u200bother_\u200bplacement"
+    assert check_html.wrapped_px(hinted, 13.6, header=True) < \
         0.5 * check_html.text_px("same_moment_other_placement", 13.6, bold=True)
+    assert check_html.wrapped_px("same_moment_other_placement", 13.6, header=True) == \
+        pytest.approx(check_html.text_px("same_moment_other_placement", 13.6, bold=True))
     assert check_html.wrapped_px("same_moment_other_placement", 13.6) == \
         pytest.approx(check_html.text_px("same_moment_other_placement", 13.6))
+    css = (ROOT / "book" / "_css" / "book.css").read_text()
+    assert "overflow-wrap: anywhere" not in css and "overflow-wrap: break-word" in css
     url = check_html.tables_of("<table class='dataframe'><tr><td>https://<wbr>archive.<wbr>ics.<wbr>uci.<wbr>edu/<wbr>"
                                "static/<wbr>public/<wbr>507/<wbr>wisdm+<wbr>smartphone.zip</td></tr></table>")[0]
     unbroken = check_html.tables_of("<table class='dataframe'><tr><td>https://archive.ics.uci.edu/static/public/507/"

@@ -465,6 +465,8 @@ def test_to_html_keeps_numbers_and_short_labels_whole_and_lets_names_break():
     assert "<th>same_<wbr>moment_<wbr>other_<wbr>placement</th>" in html  # a long one breaks after "_"
     assert "https://<wbr>archive.<wbr>ics." in html and "wisdm+<wbr>smartphone." in html
     assert "<th>test accuracy</th>" in html  # headers wrap between words
+    short = report.to_html(pd.DataFrame({"up_right": [1.0], "steps/epoch": [2.0], "epoch": [3]}))
+    assert "<th>up_<wbr>right</th>" in short and "<th>steps/<wbr>epoch</th>" in short and "<th>epoch</th>" in short
 
 
 def test_to_html_multiindex_columns_have_no_level_name_column():

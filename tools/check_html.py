@@ -28,9 +28,10 @@ as the book's CSS (``book/_css/book.css``) lays it out, and the estimate mirrors
   most 3 lines, any other cell onto 8 (:data:`MAX_LINES`, :data:`TEXT_LINES`: a label on four
   lines or a sentence squeezed into a word per line does not count as fitting); lines break at
   spaces, after a hyphen and at a ``<wbr>`` (which ``report.to_html`` puts into long names and
-  URLs), header cells also after ``_``, ``/`` and ``+`` (book.css lets headers break inside long
-  names: these are the readable places); a no-break space (U+00A0, which ``report.to_html`` puts
-  inside numbers such as ``93.1 ± 0.4`` and short row labels) never breaks;
+  URLs, and into every header after ``_``, ``/`` and ``+``: the readable places), never inside a
+  word (book.css: ``overflow-wrap: break-word``, so a word counts whole in a column's narrowest
+  width); a no-break space (U+00A0, which ``report.to_html`` puts inside numbers such as
+  ``93.1 ± 0.4`` and short row labels) never breaks;
 - each column is as wide as its widest cell so wrapped, plus padding and a border (with the
   font sizes above); a cell spanning columns widens them only where it is wider than they are
   together.
@@ -82,10 +83,8 @@ EM = {"digit": 0.636, "lower": 0.59, "upper": 0.68, "space": 0.318, "narrow": 0.
 _NARROW = set(".,:;'!|()[]{}ijlft/\\`")
 _WIDE = set("%mwMW±+×−≥≤=<>~#@&") | {"\u2013", "\u2014"}
 # where a line may break (as Chromium breaks): after whitespace, after a hyphen inside a word or
-# number ("core-hours", "2026-11-22") and at a <wbr> (read as U+200B); headers also after "_", "+"
-# and "/" (book.css lets them break inside long names: these are the readable places)
-_SPLIT_BODY = re.compile(r"[^ \t\n\r\f\u200b]+?(?:-(?=[^\s\u200b])|(?=[ \t\n\r\f\u200b])|$)")
-_SPLIT_HEAD = re.compile(r"[^ \t\n\r\f\u200b]+?(?:[-_+/](?=[^\s\u200b])|(?=[ \t\n\r\f\u200b])|$)")
+# number ("core-hours", "2026-11-22") and at a <wbr> (read as U+200B), in headers as in body cells
+_SPLIT = re.compile(r"[^ \t\n\r\f\u200b]+?(?:-(?=[^\s\u200b])|(?=[ \t\n\r\f\u200b])|$)")
 
 
 def char_em(c: str) -> float:
@@ -112,9 +111,9 @@ def text_px(text: str, font_px: float, bold: bool = False) -> float:
 
 def wrapped_px(text: str, font_px: float, header: bool = False, max_lines: int = MAX_LINES) -> float:
     """The narrowest width at which ``text`` wraps onto at most ``max_lines`` lines, filling lines
-    as a browser does and breaking only where :data:`_SPLIT_HEAD` / :data:`_SPLIT_BODY` allow."""
+    as a browser does and breaking only where :data:`_SPLIT` allows (``header``: bold)."""
     pieces = [(m.group(0).replace("\u200b", ""), m.start() > 0 and text[m.start() - 1] in " \t\n\r\f")
-              for m in (_SPLIT_HEAD if header else _SPLIT_BODY).finditer(text)]
+              for m in _SPLIT.finditer(text)]
     if not pieces:
         return 0.0
     widths = [text_px(p, font_px, header) for p, _ in pieces]
