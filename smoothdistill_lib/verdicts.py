@@ -27,7 +27,7 @@ import pandas as pd
 
 from smoothdistill_lib import predictions, stats
 from smoothdistill_lib.analyses import ROLES, role_is, role_name
-from smoothdistill_lib.prose import count
+from smoothdistill_lib.prose import count, listing
 from smoothdistill_lib.records import Records
 from smoothdistill_lib.wisdm import PAPER_WINDOWS
 
@@ -359,10 +359,19 @@ def tally(table: pd.DataFrame, question: str) -> dict:
     return {"rows": len(signs), "above": signs.count(1), "below": signs.count(-1), "unresolved": signs.count(0)}
 
 
-def _case(row) -> str:
-    """"WISDM with random windows, task 1" for lists."""
-    return (f"{DATASET_NAMES.get(row['dataset'], row['dataset'])} with "
-            f"{PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}, task {int(row['task'])}")
+def _place(row) -> str:
+    """"WISDM with random windows" for lists."""
+    return f"{DATASET_NAMES.get(row['dataset'], row['dataset'])} with {PROTOCOL_NAMES.get(row['protocol'], row['protocol'])}"
+
+
+def _cases(rows: list) -> str:
+    """Rows as a list of cases, the tasks of one place together: "WISDM with random windows, tasks 1
+    and 2; simulated sleep data with random windows, task 1" (places in the rows' order)."""
+    tasks: dict[str, list[int]] = {}
+    for r in rows:
+        tasks.setdefault(_place(r), []).append(int(r["task"]))
+    return "; ".join(f"{place}, task {ts[0]}" if len(ts) == 1 else f"{place}, tasks {listing(sorted(ts))}"
+                     for place, ts in tasks.items())
 
 
 def headline(table: pd.DataFrame, question: str) -> str | None:
@@ -381,15 +390,15 @@ def headline(table: pd.DataFrame, question: str) -> str | None:
     n, unsure = len(signs), signs.count(0)
 
     def cases(sign: int) -> str:
-        held = [(_case(r), r["p_holm"] < 0.05) for (_, r), d in zip(rows.iterrows(), signs) if d == sign]
-        strong = [c for c, ok in held if ok]
-        weak = [c for c, ok in held if not ok]
+        held = [r for (_, r), d in zip(rows.iterrows(), signs) if d == sign]
+        strong = _cases([r for r in held if r["p_holm"] < 0.05])
+        weak = _cases([r for r in held if not r["p_holm"] < 0.05])
         caveat = f"only without Holm's adjustment for the {family} comparisons asked"
         if not weak:
-            return "; ".join(strong)
+            return strong
         if not strong:
-            return f"{'; '.join(weak)} ({caveat})"
-        return f"{'; '.join(strong)}, and, {caveat}, on {'; '.join(weak)}"
+            return f"{weak} ({caveat})"
+        return f"{strong}, and, {caveat}, on {weak}"
 
     parts = []
     if 1 in signs:

@@ -258,6 +258,11 @@ def test_answers_lead_with_a_plain_headline_and_list_only_what_resolves():
     assert verdicts.headline(strong, "Does weight averaging alone beat multitask?") == (
         "EMA weights alone are more accurate than multitask on WISDM with random windows, task 1, and, only without "
         "Holm's adjustment for the 10 comparisons asked, on WISDM with unseen subjects, task 1.")
+    # the tasks of one place are listed together, the places in the table's order
+    both = pd.concat([strong, strong.assign(task=2)], ignore_index=True)
+    assert verdicts.headline(both, "Does weight averaging alone beat multitask?") == (
+        "EMA weights alone are more accurate than multitask on WISDM with random windows, tasks 1 and 2, and, only "
+        "without Holm's adjustment for the 10 comparisons asked, on WISDM with unseen subjects, tasks 1 and 2.")
     # distillation: diffs 1, 0.5, 2 -> the seed t interval crosses zero: no direction anywhere
     assert a["Does distillation add to weight averaging?"] == (
         "Smooth-Distill against EMA weights alone: the data cannot tell in any of the 2 cases (dataset, protocol, task).")
