@@ -250,15 +250,20 @@ class AnpoNet(MultiHeadModel):
 @dataclass(frozen=True)
 class ModelSpec:
     """One registry entry: ``builder(n_classes, **options) -> MultiHeadModel``, the input layout it
-    is fed (``"faithful"`` | ``"axes"``) and the options it takes (``n_channels`` for all)."""
+    is fed (``"faithful"`` | ``"axes"``), the options it takes (``n_channels`` for all) and
+    ``run_cost``, a run's expected cost in MTL-net runs (``shards`` balances grids by it)."""
 
     builder: Callable[..., MultiHeadModel]
     description: str
     layout: str
     options: tuple[str, ...]
+    run_cost: float = 1.0
 
 
 _RECURRENT_OPTIONS = ("hidden_size", "num_layers", "dropout", "fc_size", "window_length", "n_channels")
+# run_cost below: a long-mode WISDM epoch of each net as a multiple of MTL-net's, one CPU thread, rounded
+# (benchmarks/bench_arch.py, benchmarks/RESULTS.md). Only shards' balance reads it, so a rough
+# multiple is enough; on a GPU the recurrent nets cost relatively less, which costs balance, not runs.
 
 MODELS: dict[str, ModelSpec] = {
     "mtlnet": ModelSpec(
@@ -276,22 +281,22 @@ MODELS: dict[str, ModelSpec] = {
     "lstm": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", **kw),
         "2-layer LSTM over the L time steps (hidden 64) -> FC 128 -> heads",
-        "axes", _RECURRENT_OPTIONS,
+        "axes", _RECURRENT_OPTIONS, run_cost=1.0,
     ),
     "bilstm": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="lstm", bidirectional=True, **kw),
         "2-layer bidirectional LSTM (hidden 64 per direction, concatenated) -> FC 128 -> heads",
-        "axes", _RECURRENT_OPTIONS,
+        "axes", _RECURRENT_OPTIONS, run_cost=3.3,
     ),
     "gru": ModelSpec(
         lambda n_classes, **kw: RecurrentNet(n_classes, cell="gru", **kw),
         "2-layer GRU over the L time steps (hidden 64) -> FC 128 -> heads",
-        "axes", _RECURRENT_OPTIONS,
+        "axes", _RECURRENT_OPTIONS, run_cost=2.3,
     ),
     "anponet": ModelSpec(
         lambda n_classes, **kw: AnpoNet(n_classes, **kw),
         "our reading of AnpoNet: 2x [Conv1d-BN-ReLU-pool] -> 2-layer LSTM -> FC 128 -> heads",
-        "axes", tuple(p for p in inspect.signature(AnpoNet).parameters if p != "n_classes"),
+        "axes", tuple(p for p in inspect.signature(AnpoNet).parameters if p != "n_classes"), run_cost=0.6,
     ),
 }
 
@@ -311,12 +316,13 @@ _SHIPPED_MODELS = frozenset(MODELS)
 
 
 def register_model(name: str, builder: Callable[..., MultiHeadModel], description: str, *, layout: str = "axes",
-                   options: tuple[str, ...] = ("window_length", "n_channels"), replace: bool = False) -> ModelSpec:
+                   options: tuple[str, ...] = ("window_length", "n_channels"), run_cost: float = 1.0,
+                   replace: bool = False) -> ModelSpec:
     """Add a model to :data:`MODELS`, after which ``build_model``, the engine, experiment configs
     (``run``) and ``compute`` accept ``name`` in this process (as ``datasets.register_dataset`` does
     for data). ``builder(n_classes, **options) -> MultiHeadModel``; ``layout`` is the window layout
     it is fed; ``options`` the keyword arguments it takes (``n_channels``, set by the engine from the
-    windows, among them). A module defining nets registers them itself (e.g. ``students``), so
+    windows, among them); ``run_cost`` a run's expected cost in MTL-net runs (grid shards' balance). A module defining nets registers them itself (e.g. ``students``), so
     imports stay one-way. Registering an existing name raises unless ``replace``; the shipped names
     cannot be replaced."""
     check_new_name("register_model", name, MODELS, _SHIPPED_MODELS, replace)
@@ -324,7 +330,9 @@ def register_model(name: str, builder: Callable[..., MultiHeadModel], descriptio
         raise ValueError(f"register_model: builder for {name!r} must be callable")
     if layout not in ("faithful", "axes"):
         raise ValueError(f"register_model: layout of {name!r} must be 'faithful' or 'axes', got {layout!r}")
-    spec = ModelSpec(builder, description, layout, tuple(options))
+    if not (isinstance(run_cost, int | float) and run_cost > 0):
+        raise ValueError(f"register_model: run_cost of {name!r} must be a positive number, got {run_cost!r}")
+    spec = ModelSpec(builder, description, layout, tuple(options), float(run_cost))
     MODELS[name] = spec
     return spec
 

@@ -7,7 +7,8 @@ so the union of the shards' folders is the grid's folder).
 Balance by expected cost, not by count: a singletask run trains two nets, born_again two stages,
 sd_dropout four extra head passes and a bigger backward, Smooth-Distill a teacher forward and an EMA
 update. Each method's ``run_cost`` in ``methods.METHODS`` weighs it in multitask runs (chapter 7's
-measured step costs give the same order); a training ratio r scales a run by r. Assignment is greedy
+measured step costs give the same order), each model's in ``models.MODELS`` in MTL-net runs (a
+BiLSTM epoch costs about three MTL-net ones on a CPU); a training ratio r scales a run by r. Assignment is greedy
 longest-processing-time: runs sorted by cost (largest first, ties in the grid's own order) each go
 to the shard with the least cost so far (ties: the lowest K). Every machine computes the same
 assignment from the same config, so no coordination is needed; the shards are disjoint and cover
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 
 from smoothdistill_lib.errors import UserError
 from smoothdistill_lib.methods import METHODS
+from smoothdistill_lib.models import MODELS
 
 #: expected cost of one run, in multitask runs (same epochs, same data): the registry's ``run_cost``
 METHOD_COST = {name: m.run_cost for name, m in METHODS.items()}
@@ -47,9 +49,10 @@ def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
 
 
 def run_cost(spec) -> float:
-    """Expected cost of one run (:data:`METHOD_COST` x training ratio)."""
+    """Expected cost of one run: :data:`METHOD_COST` x the model's ``run_cost`` x training ratio."""
     ratio = spec.train_ratio if spec.train_ratio is not None else 1.0
-    return METHOD_COST.get(spec.method, 1.0) * ratio
+    model = MODELS[spec.model].run_cost if spec.model in MODELS else 1.0
+    return METHOD_COST.get(spec.method, 1.0) * model * ratio
 
 
 def assign(specs: Sequence, n: int) -> list[int]:

@@ -221,3 +221,19 @@ def test_input_influence_faithful_sees_exactly_row_0_corrected_sees_everything()
     assert torch.equal(state, torch.random.get_rng_state())
     with pytest.raises(ValueError, match=r"X must be windows \(N, 1, C, L\)"):
         input_influence(faithful, X=torch.zeros(2, 3, L))
+
+
+def test_register_model_adds_a_buildable_entry_with_its_cost(monkeypatch):
+    from smoothdistill_lib import models
+
+    monkeypatch.setattr(models, "MODELS", dict(MODELS))  # the registry is process-wide: restore it after
+    spec = models.register_model("tiny_lstm", lambda n_classes, **kw: models.RecurrentNet(n_classes, hidden_size=8, **kw),
+                                 "an 8-unit LSTM", options=("window_length", "n_channels"), run_cost=0.5)
+    assert models.MODELS["tiny_lstm"] is spec and spec.run_cost == 0.5 and spec.layout == "axes"
+    net = models.build_model("tiny_lstm", (3, 2))
+    out = net(torch.zeros(4, 1, 3, 100))  # (N, 1, channels, L) windows
+    assert [tuple(o.shape) for o in out] == [(4, 3), (4, 2)]
+    with pytest.raises(ValueError, match="run_cost of 'other' must be a positive number, got 0"):
+        models.register_model("other", lambda n_classes, **kw: None, "x", run_cost=0)
+    with pytest.raises(ValueError, match="'mtlnet' is already registered$"):
+        models.register_model("mtlnet", lambda n_classes, **kw: None, "x", replace=True)

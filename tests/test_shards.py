@@ -60,6 +60,21 @@ def test_shards_are_balanced_by_cost_and_deterministic():
     assert shards.lock_name("2/4") == ".lock-shard-2-of-4" and shards.lock_name(None) == ".lock"
 
 
+def test_shards_weigh_each_architecture_by_its_cost():
+    from smoothdistill_lib.models import MODELS
+
+    specs = experiment.expand(small(models=["mtlnet", "anponet", "lstm", "gru", "bilstm"], methods=["smooth_distill"],
+                                    lams=[0.5, 0.0], seeds=[0]), "quick")
+    by_model = {s.model: shards.run_cost(s) for s in specs}
+    assert by_model["bilstm"] == pytest.approx(METHODS["smooth_distill"].run_cost * MODELS["bilstm"].run_cost)
+    assert by_model["anponet"] < by_model["mtlnet"] == by_model["lstm"] < by_model["gru"] < by_model["bilstm"]
+    a = shards.assign(specs, 2)
+    load = [sum(shards.run_cost(s) for s, k in zip(specs, a) if k == j) for j in range(2)]
+    assert max(load) - min(load) <= max(by_model.values())  # LPT: within one run's cost
+    # the two BiLSTM runs, the dearest, go to different shards
+    assert {k for s, k in zip(specs, a) if s.model == "bilstm"} == {0, 1}
+
+
 @pytest.mark.parametrize("bad", ["0/3", "4/3", "a/b", "3", "1/0", "-1/2", "1/2/3"])
 def test_bad_shard_is_one_clear_line(tmp_path, capsys, bad):
     cfg = tmp_path / "t.yaml"
