@@ -489,12 +489,11 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     "cannot tell"), numbers as text with one format (two decimals for points)."""
     word = {1: "A better", -1: "A worse", 0: "cannot tell"}
     order = {q: k for k, (_, _, _, q) in enumerate(QUESTIONS + BASELINE_QUESTIONS)}
-    table = table.assign(_q=table["question"].map(order).fillna(len(order))).sort_values(
-        ["_q", "dataset", "protocol", "task"], kind="stable")
+    keys = ["_q", "dataset", "protocol", *[k for k in ("model", "train_ratio") if k in table], "task"]
+    table = table.assign(_q=table["question"].map(order).fillna(len(order))).sort_values(keys, kind="stable")
     out = pd.DataFrame({
         "question": table["question"].str.replace("?", "", regex=False),
-        "case": [f"{DATASET_NAMES.get(d, d)}, {PROTOCOL_NAMES.get(p, p)}, task {int(t)}"
-                 for d, p, t in zip(table["dataset"], table["protocol"], table["task"])],
+        "case": [where(r) for _, r in table.iterrows()],  # names the model and training ratio where set
         "runs": table["n"].astype(int),
         "A − B (points)": [f"{e:+.2f}" for e in table["effect"]],
         "95 % interval": [f"{lo:+.2f} to {hi:+.2f}" for lo, hi in zip(table["ci_low"], table["ci_high"])],

@@ -275,6 +275,11 @@ def test_reading_table_and_disagreements():
     row = r.loc[("Does weight averaging alone beat multitask", "WISDM, random windows, task 1")]
     assert row["A − B (points)"] == "+3.00" and row["verdict"] == "A better" and row["runs"] == 3
     assert row["P(A beats B)"].startswith("1.00 (0.29–1.00)")  # 3 wins of 3: Clopper-Pearson lower 0.292
+    # an ablation's rows name their training ratio, in order of the ratio
+    ratios = fixed[fixed["question"] == "Does weight averaging alone beat multitask?"]
+    ratios = pd.concat([ratios.assign(train_ratio=0.5), ratios.assign(train_ratio=0.1)], ignore_index=True)
+    assert verdicts.reading_table(ratios).index.get_level_values("case").tolist() == [
+        "WISDM, random windows, 10% of the training windows, task 1", "WISDM, random windows, 50% of the training windows, task 1"]
     cv = fixed.copy()
     cv.loc[cv["question"] == "Does weight averaging alone beat multitask?", ["ci_low", "ci_high"]] = (-1.0, 4.0)
     d = verdicts.disagreements(fixed, cv)
