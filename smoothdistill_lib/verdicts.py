@@ -485,8 +485,9 @@ def disagreement_table(fixed: pd.DataFrame, cv: pd.DataFrame) -> pd.DataFrame:
 
 def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`compare` for reading: one row per question x case, columns effect, 95 % interval,
-    P(A beats B) with its interval, Holm p and the verdict ("more accurate", "less accurate",
-    "cannot tell"), numbers as text with one format (two decimals for points)."""
+    P(A beats B) with its interval, Holm p and the verdict ("A better", "A worse", "cannot tell";
+    ", not after Holm" where the adjusted p is not below 0.05), numbers as text with one format
+    (two decimals for points)."""
     word = {1: "A better", -1: "A worse", 0: "cannot tell"}
     order = {q: k for k, (_, _, _, q) in enumerate(QUESTIONS + BASELINE_QUESTIONS)}
     keys = ["_q", "dataset", "protocol", *[k for k in ("model", "train_ratio") if k in table], "task"]
@@ -500,7 +501,9 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
         "P(A beats B)": [f"{p:.2f} ({lo:.2f}–{hi:.2f})" for p, lo, hi in
                          zip(table["p_win"], table["p_win_low"], table["p_win_high"])],
         "Holm p": [f"{p:.3f}" for p in table["p_holm"]],
-        "verdict": [word[direction(r)] for _, r in table.iterrows()],
+        # a direction Holm's adjustment over the family does not keep says so, as in brief()
+        "verdict": [word[direction(r)] + (", not after Holm" if direction(r) and not r["p_holm"] < 0.05 else "")
+                    for _, r in table.iterrows()],
     })
     return out.set_index(["question", "case"])
 

@@ -275,6 +275,9 @@ def test_reading_table_and_disagreements():
     row = r.loc[("Does weight averaging alone beat multitask", "WISDM, random windows, task 1")]
     assert row["A − B (points)"] == "+3.00" and row["verdict"] == "A better" and row["runs"] == 3
     assert row["P(A beats B)"].startswith("1.00 (0.29–1.00)")  # 3 wins of 3: Clopper-Pearson lower 0.292
+    weak = verdicts.reading_table(fixed.assign(p_holm=0.2))
+    assert weak.loc[("Does weight averaging alone beat multitask", "WISDM, random windows, task 1")]["verdict"] == \
+        "A better, not after Holm"
     # an ablation's rows name their training ratio, in order of the ratio
     ratios = fixed[fixed["question"] == "Does weight averaging alone beat multitask?"]
     ratios = pd.concat([ratios.assign(train_ratio=0.5), ratios.assign(train_ratio=0.1)], ignore_index=True)
