@@ -323,8 +323,8 @@ def register_model(name: str, builder: Callable[..., MultiHeadModel], descriptio
     for data). ``builder(n_classes, **options) -> MultiHeadModel``; ``layout`` is the window layout
     it is fed; ``options`` the keyword arguments it takes (``n_channels``, set by the engine from the
     windows, among them); ``run_cost`` a run's expected cost in MTL-net runs (grid shards' balance).
-    A module defining nets registers them itself (e.g. ``students``), so imports stay one-way. Registering an existing name raises unless ``replace``; the shipped names
-    cannot be replaced."""
+    A module defining nets registers them itself (e.g. ``students``), so imports stay one-way.
+    Registering an existing name raises unless ``replace``; the shipped names cannot be replaced."""
     check_new_name("register_model", name, MODELS, _SHIPPED_MODELS, replace)
     if not callable(builder):
         raise ValueError(f"register_model: builder for {name!r} must be callable")
