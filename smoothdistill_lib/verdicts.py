@@ -169,6 +169,22 @@ def join(*tables: pd.DataFrame) -> pd.DataFrame:
     return _finish(rows, levels.pop() if levels else 0.95)
 
 
+def ratio_gains(ratio: Records | pd.DataFrame | None, full: Records | pd.DataFrame | None = None, *,
+                dataset: str = "wisdm", protocol: str = "paper") -> pd.DataFrame:
+    """Smooth-Distill against multitask at each training ratio of ``ratio`` (chapter 9's
+    ``configs/long_ratio.yaml``) and, from ``full`` (a grid on all the training data, e.g.
+    ``configs/long_cv.yaml``), on all of it (``train_ratio`` 1.0): one :func:`join` ed family, so
+    Holm's adjustment covers every share shown. A share needs two resamples for an interval."""
+    parts = []
+    if ratio is not None:
+        parts.append(compare(ratio, questions=QUESTIONS[:1], train_ratio="any", protocol=protocol))
+    if full is not None:
+        f = compare(full, questions=QUESTIONS[:1], protocol=protocol)
+        parts.append(f[f["dataset"] == dataset].assign(train_ratio=1.0))
+    parts = [t[t["dataset"] == dataset] for t in parts if len(t)]
+    return join(*parts)
+
+
 def compare(records: Records | pd.DataFrame, *, questions=QUESTIONS + BASELINE_QUESTIONS, lam: float = 0.5,
             metric: str = "accuracy", confidence: float = 0.95, n_boot: int = 2000, boot_seed: int = 0,
             protocol: str | None = None, train_ratio: str | None = None, min_pairs: int = 2) -> pd.DataFrame:
@@ -344,12 +360,29 @@ def lambda_directions(table: pd.DataFrame, task: int, dataset: str | None = None
         rows = rows[rows["dataset"] == dataset]
     if rows.empty:
         raise ValueError(f"lambda_directions: no rows for task {task}" + (f" on {dataset}" if dataset else ""))
-    def named(r) -> str:  # a direction that Holm's adjustment over the table's family does not keep, marked
-        lam = r["a"].split()[1]
-        return lam if direction(r) == 0 or r["p_holm"] < 0.05 else f"{lam} (only without Holm's adjustment)"
+    return _by_direction(rows, lambda r: r["a"].split()[1])
 
-    pick = {k: ", ".join(named(r) for _, r in rows.iterrows() if direction(r) == k) or "none" for k in (-1, 1, 0)}
-    return f"worse at {pick[-1]}, better at {pick[1]}, cannot tell at {pick[0]}"
+
+def ratio_directions(table: pd.DataFrame, task: int) -> str:
+    """One task of a :func:`ratio_gains` table in a few words, as :func:`lambda_directions`: "better
+    at 50% (only without Holm's adjustment), 100%; worse at none; cannot tell at 10%, 25%" (A, e.g.
+    Smooth-Distill, against B at each share of the training windows)."""
+    rows = table[table["task"] == task].sort_values("train_ratio")
+    if rows.empty:
+        raise ValueError(f"ratio_directions: no rows for task {task}")
+    return _by_direction(rows, lambda r: f"{r['train_ratio']:.0%}", order=(1, -1, 0))
+
+
+def _by_direction(rows: pd.DataFrame, label, order=(-1, 1, 0)) -> str:
+    """``rows`` grouped by the verdict rule's direction, each named by ``label(row)``: "worse at ...,
+    better at ..., cannot tell at ..." in ``order``; "none" for an empty group; a direction whose
+    Holm-adjusted p is not below 0.05 is marked "only without Holm's adjustment"."""
+    def named(r) -> str:
+        return label(r) if direction(r) == 0 or r["p_holm"] < 0.05 else f"{label(r)} (only without Holm's adjustment)"
+
+    words = {-1: "worse", 1: "better", 0: "cannot tell"}
+    pick = {k: ", ".join(named(r) for _, r in rows.iterrows() if direction(r) == k) or "none" for k in order}
+    return ", ".join(f"{words[k]} at {pick[k]}" for k in order)
 
 
 def tally(table: pd.DataFrame, question: str) -> dict:
@@ -508,4 +541,4 @@ def reading_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index(["question", "case"])
 
 
-__all__ = ["answers", "brief", "compare_lambdas", "disagreement_table", "disagreements", "headline", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]
+__all__ = ["answers", "brief", "compare_lambdas", "disagreement_table", "disagreements", "headline", "ratio_directions", "ratio_gains", "reading_table", "scope", "BASELINE_QUESTIONS", "COLUMNS", "QUESTIONS", "compare", "design_of", "direction", "sentence", "sentences", "tally", "where"]

@@ -419,3 +419,27 @@ def test_joined_tables_are_one_holm_family():
     c = verdicts.compare(FakeRecords(frame("resamples", ACC)), questions=verdicts.QUESTIONS[:1], confidence=0.9)
     with pytest.raises(ValueError, match="different confidence levels"):
         verdicts.join(a, c)
+
+
+def test_ratio_gains_join_the_shares_and_all_the_data_in_one_family():
+    full = frame("resamples", ACC).assign(train_ratio=np.nan)
+    less = {k: [v - (1 if k[0] == 0.0 else 0) for v in vals] for k, vals in ACC.items()}  # multitask 1 point lower
+    ratio = pd.concat([frame("resamples", less).assign(train_ratio=0.5, run_id=lambda d: d["run_id"] + "h"),
+                       frame("resamples", ACC).assign(train_ratio=0.1, run_id=lambda d: d["run_id"] + "t")])
+    t = verdicts.ratio_gains(FakeRecords(ratio), FakeRecords(full))
+    assert sorted(t["train_ratio"].unique()) == [0.1, 0.5, 1.0] and t.attrs["family"] == 6  # 3 shares x 2 tasks
+    assert set(t["question"]) == {verdicts.QUESTIONS[0][3]}
+    np.testing.assert_allclose(t["p_holm"], stats.holm(t["pvalue"]))  # one Holm family over every share
+    eff = t[t["task"] == 1].set_index("train_ratio")["effect"]
+    assert eff[0.5] == pytest.approx(eff[1.0] + 1.0) and eff[0.1] == pytest.approx(eff[1.0])
+    # A against B at each share, by the verdict rule, Holm marked
+    strong = t.assign(p_holm=0.01)
+    text = verdicts.ratio_directions(strong, task=1)
+    assert text.startswith("better at ") and text.endswith("worse at none, cannot tell at none")
+    assert "10%" in text and "50%" in text and "100%" in text
+    weak = t.assign(p_holm=0.2, ci_low=np.where(t["train_ratio"] == 0.5, 0.5, -1.0), ci_high=1.0 + t["effect"].abs())
+    assert verdicts.ratio_directions(weak, task=2) == (
+        "better at 50% (only without Holm's adjustment), worse at none, cannot tell at 10%, 100%")
+    assert verdicts.ratio_gains(None, None).empty
+    with pytest.raises(ValueError, match="no rows for task 3"):
+        verdicts.ratio_directions(t, task=3)
