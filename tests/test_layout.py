@@ -12,7 +12,7 @@ ORDER = ["config", "errors", "fileio", "recordings", "wisdm", "mhealth", "sleep"
          "datasets", "firstuse", "windows", "splits", "pipeline", "models", "students", "losses", "ema", "amp", "methods",
          "metrics", "stats", "provenance", "compute", "engine", "checkpoints", "experiment", "predictions", "records", "stack", "shards",
          "runner", "export", "smldist",
-         "report", "analyses", "verdicts", "plots", "prose", "exercises", "colab", "nb", "course", "grading", "cli",
+         "prose", "report", "analyses", "verdicts", "plots", "exercises", "colab", "nb", "course", "grading", "cli",
          "__main__"]
 PACKAGE = Path(smoothdistill_lib.__file__).parent
 
