@@ -365,7 +365,7 @@ def lambda_directions(table: pd.DataFrame, task: int, dataset: str | None = None
 
 def ratio_directions(table: pd.DataFrame, task: int) -> str:
     """One task of a :func:`ratio_gains` table in a few words, as :func:`lambda_directions`: "better
-    at 50% (only without Holm's adjustment), 100%; worse at none; cannot tell at 10%, 25%" (A, e.g.
+    at 50% (only without Holm's adjustment), 100%, worse at none, cannot tell at 10%, 25%" (A, e.g.
     Smooth-Distill, against B at each share of the training windows)."""
     rows = table[table["task"] == task].sort_values("train_ratio")
     if rows.empty:
