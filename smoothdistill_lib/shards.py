@@ -8,8 +8,8 @@ Balance by expected cost, not by count: a singletask run trains two nets, born_a
 sd_dropout four extra head passes and a bigger backward, Smooth-Distill a teacher forward and an EMA
 update. Each method's ``run_cost`` in ``methods.METHODS`` weighs it in multitask runs (chapter 7's
 measured step costs give the same order), each model's in ``models.MODELS`` in MTL-net runs (a
-BiLSTM epoch costs about three MTL-net ones on a CPU); a training ratio r scales a run by r. Assignment is greedy
-longest-processing-time: runs sorted by cost (largest first, ties in the grid's own order) each go
+BiLSTM epoch costs about three MTL-net ones on a CPU); a training ratio r scales a run by r.
+Assignment is greedy longest-processing-time: runs sorted by cost (largest first, ties in the grid's own order) each go
 to the shard with the least cost so far (ties: the lowest K). Every machine computes the same
 assignment from the same config, so no coordination is needed; the shards are disjoint and cover
 the grid.
